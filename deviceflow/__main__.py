@@ -1,0 +1,3 @@
+from deviceflow.cli import main
+
+raise SystemExit(main())
