@@ -1,0 +1,305 @@
+"""Configuration: one frozen object, built once at start-up from the environment.
+
+The names are those of the PHP server (Device-Flow-Proxy-Server for Enedis), so
+its `.env` works as is. A `.env` file in the working directory is read too, the
+environment winning. Nothing else in the package reads `os.environ`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import math
+import os
+import re
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from dotenv import dotenv_values
+
+log = logging.getLogger("deviceflow.config")
+
+DEFAULT_AUTHORIZATION_ENDPOINT = "https://mon-compte-particulier.enedis.fr/dataconnect/v1/oauth2/authorize"
+DEFAULT_TOKEN_ENDPOINT = "https://gw.prd.api.enedis.fr/v1/oauth2/token"
+DEFAULT_TOKEN_ENDPOINT_V3 = "https://gw.ext.prod.api.enedis.fr/oauth2/v3/token"
+DEFAULT_DATA_ENDPOINT = "https://gw.ext.prod.api.enedis.fr"
+DEMO_CLIENT_ID = "deviceflow-demo"
+# Where `--demo` mounts the simulated Enedis on the proxy's own port.
+DEMO_PREFIX = "/enedis"
+
+ACCESS_TOKEN_LIFETIME = 12600
+LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
+
+# Every name this server reads; anything else found in a .env (the PHP server's
+# APP_ENV, APP_SECRET, ...) is reported once and ignored.
+KNOWN_NAMES = frozenset({
+    "BASE_URL", "CLIENT_ID", "EXTERNAL_CLIENT_ID", "CLIENT_SECRET", "FLOW",
+    "AUTHORIZATION_ENDPOINT", "ENEDIS_AUTHORIZE_VERSION", "TOKEN_ENDPOINT",
+    "TOKEN_ENDPOINT_V3", "DATA_ENDPOINT", "ENEDIS_API_MODE", "REDIRECT_URI",
+    "DURATION", "PKCE", "LIMIT_REQUESTS_PER_MINUTE", "CODE_LIFETIME",
+    "ENEDIS_MAX_CALLS_PER_SECOND", "UPSTREAM_CONNECT_TIMEOUT",
+    "UPSTREAM_READ_TIMEOUT", "VERSION_MIN", "DB_TYPE", "SQLITE_PATH",
+    "MONGODB_URI", "DB_ADDRESS", "DB_PORT", "DB_USER", "DB_PASSWORD", "DB_NAME",
+    "TRUSTED_PROXIES", "THREADS", "LOG_LEVEL", "OPERATOR_NAME", "OPERATOR_CONTACT",
+})
+
+
+class ConfigError(Exception):
+    """A missing or malformed setting; the message names the variable, never a secret."""
+
+
+@dataclass(frozen=True)
+class Config:
+    base_url: str = "http://localhost:8080"
+    client_id: str = ""
+    external_client_ids: tuple[str, ...] = ()
+    client_secret: str = field(default="", repr=False)
+    flow: str = ""  # "" (client_credentials) or "DEVICE"
+    authorization_endpoint: str = DEFAULT_AUTHORIZATION_ENDPOINT
+    enedis_authorize_version: str = "v1"
+    token_endpoint: str = DEFAULT_TOKEN_ENDPOINT
+    token_endpoint_v3: str = DEFAULT_TOKEN_ENDPOINT_V3
+    data_endpoint: str = DEFAULT_DATA_ENDPOINT
+    enedis_api_mode: str = "auto"
+    redirect_uri: str = ""
+    duration: str = "P3Y"
+    duration_seconds: int = 3 * 365 * 86400
+    pkce: bool = False
+    limit_requests_per_minute: int = 12
+    code_lifetime: int = 300
+    enedis_max_calls_per_second: float = 5.0
+    upstream_connect_timeout: float = 5.0
+    upstream_read_timeout: float = 30.0
+    version_min: tuple[int, ...] | None = None
+    db_type: str = "sqlite"
+    sqlite_path: str = "./data/deviceflow.sqlite3"
+    mongodb_uri: str = field(default="", repr=False)
+    mongodb_db: str = "deviceflow"
+    trusted_proxies: tuple = ()
+    threads: int = 32
+    log_level: str = "INFO"
+    operator_name: str = ""
+    operator_contact: str = ""
+    demo: bool = False
+
+    @property
+    def interval(self) -> int:
+        """Polling interval that keeps a device within the polling budget."""
+        return max(1, math.ceil(60 / self.limit_requests_per_minute))
+
+    @property
+    def device_mode(self) -> bool:
+        return self.flow == "DEVICE"
+
+    @property
+    def allowed_client_ids(self) -> frozenset[str]:
+        return frozenset(filter(None, (self.client_id, *self.external_client_ids)))
+
+    @property
+    def timeouts(self) -> tuple[float, float]:
+        return (self.upstream_connect_timeout, self.upstream_read_timeout)
+
+    def __repr__(self) -> str:
+        shown = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "client_secret":
+                value = "***" if value else ""
+            elif f.name == "mongodb_uri":
+                value = redact_uri(value)
+            shown.append(f"{f.name}={value!r}")
+        return f"Config({', '.join(shown)})"
+
+    __str__ = __repr__
+
+
+def redact_uri(uri: str) -> str:
+    """A connection string with its password replaced, fit for logs."""
+    if not uri:
+        return uri
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    netloc = parts.netloc.replace(":" + parts.password + "@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def load(environ: dict | None = None, dotenv_path: str | os.PathLike | None = ".env",
+         demo: bool = False, port: int | None = None) -> Config:
+    """Build the configuration: `.env` first, the environment winning.
+
+    `demo` points every Enedis endpoint at the built-in simulator mounted on this
+    server; `port` (the one served) fixes the default BASE_URL in that case.
+    """
+    env: dict[str, str] = {}
+    if dotenv_path and Path(dotenv_path).is_file():
+        env.update({k: v or "" for k, v in dotenv_values(dotenv_path).items()})
+    ignored = sorted(k for k in env if k not in KNOWN_NAMES)
+    env.update(os.environ if environ is None else environ)
+    if ignored:
+        log.info("ignoring settings this server does not use: %s", ", ".join(ignored))
+    return _parse(env, demo=demo, port=port)
+
+
+def _get(env, name, default=""):
+    value = env.get(name)
+    return default if value is None else str(value).strip()
+
+
+def _int(env, name, default, low=1, high=10**9):
+    raw = _get(env, name)
+    if raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _float(env, name, default, low=0.001, high=3600.0):
+    raw = _get(env, name)
+    if raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not (low <= value <= high) or math.isnan(value):
+        raise ConfigError(f"{name} must be between {low} and {high}, got {raw}")
+    return value
+
+
+def _url(env, name, default):
+    value = _get(env, name, default).rstrip("/")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{name} must be an http(s) URL, got {value!r}")
+    return value
+
+
+def _choice(env, name, default, choices, upper=False):
+    value = _get(env, name, default)
+    value = value.upper() if upper else value.lower()
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(c or '(empty)' for c in choices)}, got {value!r}")
+    return value
+
+
+_DURATION = re.compile(r"^P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?$")
+
+
+def parse_duration(name: str, value: str) -> int:
+    """ISO 8601 date duration (P3Y, P6M, P1Y6M, P30D) in seconds, calendar-free."""
+    match = _DURATION.match(value)
+    if not match or not any(match.groups()):
+        raise ConfigError(f"{name} must be an ISO 8601 duration such as P3Y or P6M, got {value!r}")
+    years, months, weeks, days = (int(g or 0) for g in match.groups())
+    return (years * 365 + months * 30 + weeks * 7 + days) * 86400
+
+
+def parse_version(name: str, value: str) -> tuple[int, ...]:
+    if not re.fullmatch(r"\d+(\.\d+){0,2}", value):
+        raise ConfigError(f"{name} must look like 1.2.3, got {value!r}")
+    return tuple(int(p) for p in value.split("."))
+
+
+def _networks(env, name):
+    nets = []
+    for item in filter(None, (p.strip() for p in _get(env, name).split(","))):
+        try:
+            nets.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ConfigError(f"{name} must list IP addresses or CIDRs, got {item!r}") from None
+    return tuple(nets)
+
+
+def _mongodb_uri(env) -> tuple[str, str]:
+    uri = _get(env, "MONGODB_URI")
+    db_name = _get(env, "DB_NAME")
+    if not uri and _get(env, "DB_ADDRESS"):
+        # The PHP server's way: DB_ADDRESS, DB_PORT, DB_USER, DB_PASSWORD, DB_NAME.
+        host = _get(env, "DB_ADDRESS")
+        port = _int(env, "DB_PORT", 27017, 1, 65535)
+        user, password = _get(env, "DB_USER"), _get(env, "DB_PASSWORD")
+        auth = f"{quote(user, safe='')}:{quote(password, safe='')}@" if user else ""
+        uri = f"mongodb://{auth}{host}:{port}/{quote(db_name, safe='')}"
+    if uri and not uri.startswith(("mongodb://", "mongodb+srv://")):
+        raise ConfigError("MONGODB_URI must start with mongodb:// or mongodb+srv://")
+    if not db_name and uri:
+        path = urlsplit(uri).path.lstrip("/")
+        db_name = path or "deviceflow"
+    return uri, db_name or "deviceflow"
+
+
+def _parse(env: dict, demo: bool, port: int | None) -> Config:
+    default_base = f"http://localhost:{port or 8080}"
+    base_url = _url(env, "BASE_URL", default_base)
+    flow = _choice(env, "FLOW", "", ("", "DEVICE"), upper=True)
+    client_id = _get(env, "CLIENT_ID")
+    if not client_id and demo:
+        client_id = DEMO_CLIENT_ID
+    if not client_id and flow != "DEVICE":
+        raise ConfigError("CLIENT_ID is required (or start with --demo)")
+
+    authorize_version = _choice(env, "ENEDIS_AUTHORIZE_VERSION", "v1", ("v1", "v2"))
+    if demo:
+        # The browser reaches the simulator through BASE_URL; the proxy calls it on loopback.
+        internal = f"http://127.0.0.1:{port or urlsplit(base_url).port or 8080}{DEMO_PREFIX}"
+        authorization_endpoint = f"{base_url}{DEMO_PREFIX}/dataconnect/{authorize_version}/oauth2/authorize"
+        token_endpoint = f"{internal}/v1/oauth2/token"
+        token_endpoint_v3 = f"{internal}/oauth2/v3/token"
+        data_endpoint = internal
+    else:
+        default_authorize = DEFAULT_AUTHORIZATION_ENDPOINT.replace("/v1/", f"/{authorize_version}/")
+        authorization_endpoint = _url(env, "AUTHORIZATION_ENDPOINT", default_authorize)
+        token_endpoint = _url(env, "TOKEN_ENDPOINT", DEFAULT_TOKEN_ENDPOINT)
+        token_endpoint_v3 = _url(env, "TOKEN_ENDPOINT_V3", DEFAULT_TOKEN_ENDPOINT_V3)
+        data_endpoint = _url(env, "DATA_ENDPOINT", DEFAULT_DATA_ENDPOINT)
+
+    redirect_uri = _url(env, "REDIRECT_URI", f"{base_url}/auth/redirect")
+    duration = _get(env, "DURATION", "P3Y") or "P3Y"
+    duration_seconds = parse_duration("DURATION", duration)
+
+    version_min = _get(env, "VERSION_MIN")
+    mongodb_uri, mongodb_db = _mongodb_uri(env)
+    db_type = _choice(env, "DB_TYPE", "mongodb" if mongodb_uri else "sqlite", ("sqlite", "mongodb"))
+    if db_type == "mongodb" and not mongodb_uri:
+        raise ConfigError("DB_TYPE=mongodb needs MONGODB_URI (or DB_ADDRESS)")
+
+    return Config(
+        base_url=base_url,
+        client_id=client_id,
+        external_client_ids=tuple(filter(None, (c.strip() for c in _get(env, "EXTERNAL_CLIENT_ID").split(",")))),
+        client_secret=_get(env, "CLIENT_SECRET"),
+        flow=flow,
+        authorization_endpoint=authorization_endpoint,
+        enedis_authorize_version=authorize_version,
+        token_endpoint=token_endpoint,
+        token_endpoint_v3=token_endpoint_v3,
+        data_endpoint=data_endpoint,
+        enedis_api_mode=_choice(env, "ENEDIS_API_MODE", "auto", ("auto", "new", "legacy")),
+        redirect_uri=redirect_uri,
+        duration=duration,
+        duration_seconds=duration_seconds,
+        pkce=bool(_get(env, "PKCE")),
+        limit_requests_per_minute=_int(env, "LIMIT_REQUESTS_PER_MINUTE", 12, 1, 600),
+        code_lifetime=_int(env, "CODE_LIFETIME", 300, 30, 86400),
+        enedis_max_calls_per_second=_float(env, "ENEDIS_MAX_CALLS_PER_SECOND", 5.0, 0.1, 1000),
+        upstream_connect_timeout=_float(env, "UPSTREAM_CONNECT_TIMEOUT", 5.0, 0.1, 120),
+        upstream_read_timeout=_float(env, "UPSTREAM_READ_TIMEOUT", 30.0, 0.1, 600),
+        version_min=parse_version("VERSION_MIN", version_min) if version_min else None,
+        db_type=db_type,
+        sqlite_path=_get(env, "SQLITE_PATH", "./data/deviceflow.sqlite3") or "./data/deviceflow.sqlite3",
+        mongodb_uri=mongodb_uri,
+        mongodb_db=mongodb_db,
+        trusted_proxies=_networks(env, "TRUSTED_PROXIES"),
+        threads=_int(env, "THREADS", 32, 1, 1024),
+        log_level=_choice(env, "LOG_LEVEL", "INFO", LOG_LEVELS, upper=True),
+        operator_name=_get(env, "OPERATOR_NAME"),
+        operator_contact=_get(env, "OPERATOR_CONTACT"),
+        demo=demo,
+    )

@@ -1,0 +1,485 @@
+"""The device flow (RFC 8628) as the proxy runs it, with no web framework in it.
+
+Life of a flow: a device asks for codes (`start`), a person confirms the user
+code and is sent to Enedis (`begin`), Enedis sends the person back
+(`complete`: approved or denied), and the device polling `/device/token`
+(`poll`) receives tokens exactly once. In client_credentials mode the proxy
+mints its own tokens, bound to the consented usage points; they are minted at
+delivery so that no clear token is ever stored, and stored by digest only.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+from deviceflow.config import ACCESS_TOKEN_LIFETIME, Config
+from deviceflow.store import Store, digest
+
+log = logging.getLogger("deviceflow.flow")
+
+DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+REFRESH_TOKEN_GRANT = "refresh_token"
+
+# No vowels (no words), no look-alikes (0/O, 1/I): RFC 8628 §6.1.
+USER_CODE_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"
+USER_CODE_LENGTH = 8
+# An expired device code is remembered this long, so the device hears
+# `expired_token` (start again) rather than `invalid_grant` (DomoticzLinky
+# disables itself on invalid_grant).
+EXPIRED_MEMORY = 24 * 3600
+# Failed user-code entries: per client address and for the whole server, so
+# that many addresses guessing slowly do not add up (odds in the README).
+GUESSES_PER_ADDRESS = 10
+GUESSES_PER_ADDRESS_WINDOW = 15 * 60
+GUESSES_GLOBAL = 300
+GUESSES_GLOBAL_WINDOW = 3600
+
+STATE_SUFFIX = re.compile(r"[A-Za-z0-9_-]{1,16}")
+USAGE_POINT = re.compile(r"\d{14}")
+USER_AGENT_VERSION = re.compile(r"^[^/\s]+/(\d+(?:\.\d+){0,2})(?:[\s;(]|$)")
+
+PENDING, APPROVED, DENIED, DELIVERED = "pending", "approved", "denied", "delivered"
+MODE_CLIENT_CREDENTIALS, MODE_DEVICE = "client_credentials", "device"
+
+
+# --- errors the device sees (RFC 6749 §5.2, RFC 8628 §3.5), each knowing its status
+
+class OAuthError(Exception):
+    error = "invalid_request"
+    status = 400
+
+    def __init__(self, description: str = "", **extra):
+        super().__init__(description or self.error)
+        self.description = description
+        self.extra = extra
+
+    def body(self) -> dict:
+        body = {"error": self.error, "error_description": self.description or self.error.replace("_", " ")}
+        body.update(self.extra)
+        return body
+
+
+class InvalidRequest(OAuthError):
+    error = "invalid_request"
+
+
+class InvalidClient(OAuthError):
+    error, status = "invalid_client", 401
+
+
+class InvalidGrant(OAuthError):
+    error = "invalid_grant"
+
+
+class UnsupportedGrantType(OAuthError):
+    error = "unsupported_grant_type"
+
+
+class AuthorizationPending(OAuthError):
+    error = "authorization_pending"
+
+
+class SlowDown(OAuthError):
+    error = "slow_down"
+
+
+class ExpiredToken(OAuthError):
+    error = "expired_token"
+
+
+class AccessDenied(OAuthError):
+    error = "access_denied"
+
+
+class VersionMismatch(OAuthError):
+    error = "version_mismatch"
+
+
+class InvalidToken(OAuthError):
+    error, status = "invalid_token", 401
+
+
+class InsufficientScope(OAuthError):
+    error, status = "insufficient_scope", 403
+
+
+class TemporarilyUnavailable(OAuthError):
+    error, status = "temporarily_unavailable", 503
+
+
+class TooManyRequests(OAuthError):
+    error, status = "too_many_requests", 429
+
+    def __init__(self, description: str = "", retry_after: int = 60):
+        super().__init__(description)
+        self.retry_after = retry_after
+
+
+# --- what the person sees goes wrong; the web layer picks the page
+
+class PageError(Exception):
+    """A browser-side failure; `reason` names the page text to show."""
+
+    def __init__(self, reason: str, status: int = 400, retry_after: int | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class PendingFlow:
+    """What the confirmation page shows about a flow."""
+    user_code: str
+    client_id: str
+    application: str
+    device_key: str
+
+
+def format_user_code(code: str) -> str:
+    return f"{code[:4]}-{code[4:]}"
+
+
+def normalize_user_code(typed: str) -> str | None:
+    """Typed input matched case-insensitively, ignoring spaces and dashes."""
+    code = re.sub(r"[\s-]", "", typed or "").upper()
+    if len(code) != USER_CODE_LENGTH or any(c not in USER_CODE_ALPHABET for c in code):
+        return None
+    return code
+
+
+def parse_usage_points(raw: str) -> list[str]:
+    """`usage_point_id` as Enedis v1 returns it: one or several PRMs, `;` or `,` separated."""
+    points = [p.strip() for p in re.split(r"[;,]", raw or "") if p.strip()]
+    if not points or not all(USAGE_POINT.fullmatch(p) for p in points):
+        raise ValueError("usage_point_id must list 14-digit meter numbers")
+    return list(dict.fromkeys(points))
+
+
+def check_user_agent(config: Config, user_agent: str | None) -> None:
+    """VERSION_MIN: refuse devices older than the configured version."""
+    if config.version_min is None:
+        return
+    match = USER_AGENT_VERSION.match(user_agent or "")
+    wanted = ".".join(map(str, config.version_min))
+    if not match:
+        raise VersionMismatch(f"User-Agent must be Name/x.y.z with a version of at least {wanted}")
+    version = tuple(int(p) for p in match.group(1).split("."))
+    width = max(len(version), len(config.version_min))
+    if version + (0,) * (width - len(version)) < config.version_min + (0,) * (width - len(config.version_min)):
+        raise VersionMismatch(f"this client is too old: version {wanted} or newer is required")
+
+
+def application_name(user_agent: str | None) -> str:
+    """The product name a device announces (`DomoticzLinky/2.6.0` -> DomoticzLinky), shown to the person."""
+    name = (user_agent or "").split("/", 1)[0].split(" ", 1)[0]
+    return name if re.fullmatch(r"[A-Za-z0-9._-]{1,40}", name) else ""
+
+
+class DeviceFlow:
+    def __init__(self, config: Config, store: Store, upstream=None, clock=time.time):
+        """`upstream` is the Enedis (or generic OAuth) client, used to turn a v2
+        `autorisation_id` into usage points and, in FLOW=DEVICE, to exchange a code."""
+        self.config = config
+        self.store = store
+        self.upstream = upstream
+        self.clock = clock
+
+    # --- clients
+
+    def check_client(self, client_id: str | None) -> str:
+        if not client_id:
+            raise InvalidRequest("client_id is required")
+        allowed = self.config.allowed_client_ids
+        if self.config.device_mode and not self.config.client_id:
+            return client_id  # generic proxy: any client id
+        if client_id not in allowed:
+            raise InvalidClient("unknown client_id")
+        return client_id
+
+    # --- step 1: the device asks for codes
+
+    def start(self, client_id: str, client_secret: str = "", scope: str = "", user_agent: str = "") -> dict:
+        client_id = self.check_client(client_id)
+        device_code = secrets.token_urlsafe(32)
+        device_key = digest(device_code)
+        lifetime = self.config.code_lifetime
+        for _ in range(20):
+            user_code = "".join(secrets.choice(USER_CODE_ALPHABET) for _ in range(USER_CODE_LENGTH))
+            if self.store.add("user", user_code, {"device": device_key}, lifetime):
+                break
+        else:  # 20 collisions in a 2.6e10 space: the store is full of live codes
+            raise TemporarilyUnavailable("no free user code, try again later")
+        record = {
+            "status": PENDING,
+            "user_code": user_code,
+            "client_id": client_id,
+            "scope": scope or "",
+            "application": application_name(user_agent),
+            "code_expires": self.clock() + lifetime,
+        }
+        if client_secret and not self.config.client_secret:
+            # FLOW=DEVICE without a configured secret: the device lends its own.
+            record["client_secret"] = client_secret
+        self.store.put("flow", device_key, record, lifetime + EXPIRED_MEMORY)
+        base = self.config.base_url
+        return {
+            "device_code": device_code,
+            "user_code": format_user_code(user_code),
+            "verification_uri": f"{base}/device",
+            "verification_uri_complete": f"{base}/device?code={format_user_code(user_code)}",
+            "expires_in": lifetime,
+            "interval": self.config.interval,
+        }
+
+    # --- step 2: the person confirms the code
+
+    def check_guess_budget(self, address: str) -> None:
+        """Past the failed-entry limits the person is told to wait (429)."""
+        per_address = self.store.get("guess", address)
+        overall = self.store.get("guess", "*")
+        if (per_address or 0) >= GUESSES_PER_ADDRESS:
+            raise PageError("too_many_attempts", 429, GUESSES_PER_ADDRESS_WINDOW)
+        if (overall or 0) >= GUESSES_GLOBAL:
+            raise PageError("too_many_attempts", 429, GUESSES_GLOBAL_WINDOW)
+
+    def _count_failed_guess(self, address: str) -> None:
+        self.store.incr("guess", address, GUESSES_PER_ADDRESS_WINDOW)
+        self.store.incr("guess", "*", GUESSES_GLOBAL_WINDOW)
+
+    def lookup(self, typed_code: str, address: str) -> PendingFlow:
+        """The pending flow behind a typed user code, counting failures against guessing."""
+        self.check_guess_budget(address)
+        code = normalize_user_code(typed_code)
+        link = self.store.get("user", code) if code else None
+        record = self.store.get("flow", link["device"]) if link else None
+        if record is None or record["status"] != PENDING or record["code_expires"] <= self.clock():
+            self._count_failed_guess(address)
+            raise PageError("unknown_code")
+        return PendingFlow(code, record["client_id"], record.get("application", ""), link["device"])
+
+    def csrf_token(self, browser_id: str, user_code: str) -> str:
+        return hmac.new(self._server_key(), f"{browser_id}|{user_code}".encode(), hashlib.sha256).hexdigest()
+
+    def check_csrf(self, browser_id: str, user_code: str, token: str) -> None:
+        if not browser_id or not token or not hmac.compare_digest(self.csrf_token(browser_id, user_code), token):
+            raise PageError("bad_csrf", 403)
+
+    def _server_key(self) -> bytes:
+        # Shared by every instance on the store, so a form served by one is accepted by another.
+        key = self.store.get("meta", "server_key")
+        if key is None:
+            self.store.add("meta", "server_key", {"key": secrets.token_hex(32)}, 10 * 365 * 86400)
+            key = self.store.get("meta", "server_key")
+        return bytes.fromhex(key["key"])
+
+    def begin(self, pending: PendingFlow, browser_id: str, state_suffix: str = "") -> str:
+        """Bind a fresh single-use state to this browser and give the consent URL."""
+        if state_suffix and not STATE_SUFFIX.fullmatch(state_suffix):
+            state_suffix = ""
+        mode = MODE_CLIENT_CREDENTIALS
+        if self.config.device_mode and not state_suffix.endswith("-cg"):
+            mode = MODE_DEVICE
+        state = secrets.token_urlsafe(24) + state_suffix
+        client_id = self.config.client_id or pending.client_id
+        params = {
+            "client_id": client_id,
+            "response_type": "code",
+            "state": state,
+            "duration": self.config.duration,
+            "redirect_uri": self.config.redirect_uri,
+        }
+        flow = self.store.get("flow", pending.device_key) or {}
+        if flow.get("scope"):
+            params["scope"] = flow["scope"]
+        record = {"device": pending.device_key, "browser": digest(browser_id), "mode": mode,
+                  "started": self.clock(), "client_id": client_id}
+        if self.config.pkce and mode == MODE_DEVICE:
+            verifier = secrets.token_urlsafe(48)
+            record["verifier"] = verifier
+            challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=")
+            params.update(code_challenge=challenge.decode(), code_challenge_method="S256")
+        self.store.put("state", state, record, self.config.code_lifetime)
+        separator = "&" if "?" in self.config.authorization_endpoint else "?"
+        return f"{self.config.authorization_endpoint}{separator}{urlencode(params)}"
+
+    # --- step 3: Enedis sends the person back
+
+    def complete(self, params: dict, browser_id: str) -> dict:
+        """Settle the flow named by `state`; returns the approved flow record.
+
+        Raises PageError for a missing/replayed state, another browser, an
+        expired flow, a refusal at Enedis, or an answer the proxy cannot use.
+        """
+        state = params.get("state") or ""
+        record = self.store.take("state", state) if state else None
+        if record is None:
+            raise PageError("bad_state")
+        if not browser_id or not hmac.compare_digest(record["browser"], digest(browser_id)):
+            raise PageError("bad_state")
+        device_key = record["device"]
+        flow = self.store.get("flow", device_key)
+        if flow is None or flow["status"] != PENDING:
+            raise PageError("unknown_code")
+        if flow["code_expires"] <= self.clock():
+            raise PageError("expired_code")
+
+        if params.get("error"):
+            self._settle(device_key, {"status": DENIED})
+            log.info("consent refused at upstream (%s)", _loggable(params.get("error")))
+            raise PageError("denied")
+
+        if record["mode"] == MODE_DEVICE:
+            changes = self._exchange(params, flow, record)
+        else:
+            changes = {"usage_points": self._usage_points(params, record)}
+        return self._settle(device_key, {"status": APPROVED, **changes})
+
+    def _usage_points(self, params: dict, record: dict) -> list[str]:
+        if params.get("autorisation_id"):
+            if self.upstream is None:
+                raise PageError("upstream_unavailable", 502)
+            return self.upstream.usage_points_for(params["autorisation_id"], started=record["started"])
+        try:
+            return parse_usage_points(params.get("usage_point_id", ""))
+        except ValueError:
+            raise PageError("bad_usage_points") from None
+
+    def _exchange(self, params: dict, flow: dict, record: dict) -> dict:
+        if self.upstream is None or not params.get("code"):
+            raise PageError("bad_state")
+        secret = self.config.client_secret or flow.get("client_secret", "")
+        response = self.upstream.exchange_code(params["code"], record.get("client_id", ""), secret,
+                                               record.get("verifier"))
+        return {"upstream": response, "extra": {k: v for k, v in params.items()
+                                                if k not in ("code", "state") and k not in response}}
+
+    def _settle(self, device_key: str, changes: dict) -> dict:
+        before = self.store.update_if("flow", device_key, {"status": PENDING}, changes)
+        if before is None:
+            raise PageError("unknown_code")
+        return {**before, **changes}
+
+    # --- step 4: the device polls
+
+    def poll(self, client_id: str, device_code: str) -> dict:
+        self.check_client(client_id)
+        if not device_code:
+            raise InvalidRequest("device_code is required")
+        device_key = digest(device_code)
+        flow = self.store.get("flow", device_key)
+        if flow is None or flow["client_id"] != client_id:
+            raise InvalidGrant("unknown device_code")
+        status = flow["status"]
+        interval = self.config.interval
+        if status == PENDING:
+            if flow["code_expires"] <= self.clock():
+                raise ExpiredToken("the device code has expired, start again")
+            polls = self.store.incr("poll", device_key, 60)
+            if polls > self.config.limit_requests_per_minute:
+                raise SlowDown(f"poll at most every {interval} seconds", interval=interval)
+            raise AuthorizationPending("waiting for the user to approve", interval=interval)
+        if status == DENIED:
+            raise AccessDenied("the user or upstream refused the authorization")
+        if status == APPROVED:
+            # One poller wins the compare-and-set; the clear tokens exist only in its answer.
+            before = self.store.update_if("flow", device_key, {"status": APPROVED},
+                                          {"status": DELIVERED, "upstream": None, "usage_points": None})
+            if before is not None:
+                log.info("tokens delivered for a device flow")
+                if before.get("upstream") is not None:
+                    return {**before.get("extra", {}), **before["upstream"]}
+                return self.mint(before["usage_points"], client_id, before.get("scope", ""))
+        raise InvalidGrant("the device code was already used")
+
+    # --- tokens minted by the proxy
+
+    def mint(self, usage_points: list[str], client_id: str, scope: str = "", chain: str | None = None,
+             parent: str | None = None, consent_expires: float | None = None) -> dict:
+        now = self.clock()
+        chain = chain or secrets.token_hex(16)
+        consent_expires = consent_expires or now + self.config.duration_seconds
+        refresh_ttl = max(1.0, consent_expires - now)
+        access_token, refresh_token = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+        common = {"usage_points": usage_points, "client_id": client_id, "chain": chain, "scope": scope}
+        if parent is None:
+            self.store.put("chain", chain, {"revoked": False, "usage_points": usage_points}, refresh_ttl)
+        self.store.put("access", digest(access_token), common, ACCESS_TOKEN_LIFETIME)
+        self.store.put("refresh", digest(refresh_token),
+                       {**common, "parent": parent, "successor": None, "retired": False,
+                        "expires": consent_expires}, refresh_ttl)
+        return {
+            "access_token": access_token,
+            "refresh_token": refresh_token,
+            "token_type": "Bearer",
+            "expires_in": ACCESS_TOKEN_LIFETIME,
+            "usage_points_id": ",".join(usage_points),
+            "scope": scope,
+        }
+
+    def refresh(self, client_id: str, refresh_token: str, usage_points_id: str | None = None) -> dict:
+        """Rotate a refresh token. The previous one keeps working until the new
+        one is first used (a lost answer must not lock a device out); presented
+        after that, it revokes the whole chain."""
+        self.check_client(client_id)
+        if not refresh_token:
+            raise InvalidRequest("refresh_token is required")
+        key = digest(refresh_token)
+        token = self.store.get("refresh", key)
+        chain = self.store.get("chain", token["chain"]) if token else None
+        if token is None or chain is None or chain.get("revoked"):
+            raise InvalidGrant("unknown or revoked refresh_token")
+        if usage_points_id:
+            try:
+                asked = set(parse_usage_points(usage_points_id))
+            except ValueError:
+                raise InvalidGrant("usage_points_id does not match the refresh_token") from None
+            if asked != set(token["usage_points"]):
+                raise InvalidGrant("usage_points_id does not match the refresh_token")
+        if token["retired"]:
+            self.revoke_chain(token["chain"])
+            log.warning("a replaced refresh token was presented again: its chain is revoked")
+            raise InvalidGrant("refresh_token was replaced; the authorization is revoked")
+
+        new = self.mint(token["usage_points"], client_id, token.get("scope", ""), chain=token["chain"],
+                        parent=key, consent_expires=token.get("expires"))
+        new_key = digest(new["refresh_token"])
+        if self.store.update_if("refresh", key, {"retired": False, "successor": token["successor"]},
+                                {"successor": new_key}) is None:
+            # A concurrent refresh with the same token won; this one's tokens go.
+            self._forget(new)
+            raise InvalidGrant("refresh_token already being used")
+        if token["successor"]:
+            self.store.delete("refresh", token["successor"])  # handed out, never used: lost answer
+        if token.get("parent"):
+            # First use of this token: the one it replaced stops working now.
+            self.store.update_if("refresh", token["parent"], {"successor": key}, {"retired": True})
+        return new
+
+    def _forget(self, tokens: dict) -> None:
+        self.store.delete("access", digest(tokens["access_token"]))
+        self.store.delete("refresh", digest(tokens["refresh_token"]))
+
+    def revoke_chain(self, chain: str) -> None:
+        self.store.update_if("chain", chain, {}, {"revoked": True})
+
+    def authenticate(self, access_token: str | None) -> dict:
+        """The usage points behind a Bearer token minted by the proxy."""
+        token = self.store.get("access", digest(access_token)) if access_token else None
+        chain = self.store.get("chain", token["chain"]) if token else None
+        if token is None or chain is None or chain.get("revoked"):
+            raise InvalidToken("the access token is unknown, expired or revoked")
+        return token
+
+
+def _loggable(value) -> str:
+    """Upstream text for a log line: short, printable ASCII."""
+    return re.sub(r"[^\x20-\x7e]", "?", str(value or ""))[:80]

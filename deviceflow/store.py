@@ -1,0 +1,347 @@
+"""Storage: a small expiring key-value interface and its two implementations.
+
+Records are JSON-able dicts filed under a `kind` ("flow", "refresh", ...) and a
+key. Every record carries its own expiry and an expired record is never
+served, even before it is purged. The steps that must happen once - delivering
+a token, consuming a `state` - are single atomic operations (`take`,
+`update_if`), so two processes or two MongoDB clients never both win.
+
+SQLite is the embedded default (WAL, one connection per thread, safe for
+several processes on one host); MongoDB serves several instances behind a
+load balancer. Both raise `StoreUnavailable` instead of their own errors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+log = logging.getLogger("deviceflow.store")
+
+
+class StoreUnavailable(Exception):
+    """The store cannot be reached; the request gets 503 and may be retried."""
+
+
+def digest(secret: str) -> str:
+    """SHA-256 of a token: tokens and device codes are stored, and looked up, by digest only."""
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+class Store:
+    """The interface the flow, the upstream client and the tools rely on."""
+
+    def put(self, kind: str, key: str, value: dict, ttl: float) -> None:
+        """Write (or overwrite) a record living `ttl` seconds."""
+        raise NotImplementedError
+
+    def add(self, kind: str, key: str, value: dict, ttl: float) -> bool:
+        """Write only if no live record has this key; True when written."""
+        raise NotImplementedError
+
+    def get(self, kind: str, key: str) -> dict | None:
+        """The live record, or None."""
+        raise NotImplementedError
+
+    def take(self, kind: str, key: str) -> dict | None:
+        """Atomically read and delete the live record: one caller gets it."""
+        raise NotImplementedError
+
+    def update_if(self, kind: str, key: str, expect: dict, changes: dict,
+                  ttl: float | None = None) -> dict | None:
+        """Compare-and-set: when the live record's fields equal `expect`, merge
+        `changes` (and renew the expiry if `ttl`) and return the record as it
+        was before; otherwise None. A field expected to be None also matches
+        a missing field."""
+        raise NotImplementedError
+
+    def incr(self, kind: str, key: str, window: float) -> int:
+        """Count a hit in a fixed window starting with the first hit; the count so far."""
+        raise NotImplementedError
+
+    def delete(self, kind: str, key: str) -> None:
+        raise NotImplementedError
+
+    def count(self, kind: str) -> int:
+        """Live records of a kind."""
+        raise NotImplementedError
+
+    def purge(self) -> int:
+        """Delete expired records; how many went."""
+        raise NotImplementedError
+
+    def ping(self) -> None:
+        """Raise StoreUnavailable unless the store answers."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+def _matches(value: dict, expect: dict) -> bool:
+    return all(value.get(k) == v for k, v in expect.items())
+
+
+class SQLiteStore(Store):
+    # WAL lets readers go on while one process writes; synchronous=NORMAL keeps
+    # every committed transaction through a process crash (SIGKILL): only a
+    # power cut may lose the last ones, which for this data means a device
+    # polls or refreshes once more.
+    PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA temp_store=MEMORY")
+
+    def __init__(self, path: str, clock=time.time, busy_timeout: float = 5.0):
+        self.clock = clock
+        self.busy_timeout = busy_timeout
+        if path == ":memory:":
+            # One private in-memory database shared by this object's threads.
+            self.target, self.uri = f"file:deviceflow-{id(self)}?mode=memory&cache=shared", True
+        else:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self.target, self.uri = path, False
+        self.local = threading.local()
+        self._keepalive = None
+        with self._errors():
+            conn = self._conn()
+            if self.uri:
+                self._keepalive = conn  # the memory database lives while one connection does
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS records (kind TEXT NOT NULL, key TEXT NOT NULL,"
+                " value TEXT NOT NULL, expires_at REAL NOT NULL, PRIMARY KEY (kind, key)) WITHOUT ROWID")
+            conn.execute("CREATE INDEX IF NOT EXISTS records_expiry ON records (expires_at)")
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self.local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.target, timeout=self.busy_timeout, isolation_level=None,
+                                   check_same_thread=False, uri=self.uri)
+            for pragma in self.PRAGMAS:
+                conn.execute(pragma)
+            self.local.conn = conn
+        return conn
+
+    @contextmanager
+    def _errors(self):
+        """SQLite errors become StoreUnavailable, and the broken connection is
+        dropped so that the next call reconnects: the server recovers by itself."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            conn, self.local.conn = getattr(self.local, "conn", None), None
+            if conn is not None and conn is not self._keepalive:
+                try:
+                    conn.close()
+                except sqlite3.Error:
+                    pass
+            log.warning("store error: %s", exc)
+            raise StoreUnavailable("the store is not available") from exc
+
+    def _run(self, sql: str, args=()) -> sqlite3.Cursor:
+        with self._errors():
+            return self._conn().execute(sql, args)
+
+    def put(self, kind, key, value, ttl):
+        self._run("INSERT INTO records VALUES (?, ?, ?, ?) ON CONFLICT (kind, key) DO UPDATE"
+                  " SET value = excluded.value, expires_at = excluded.expires_at",
+                  (kind, key, json.dumps(value), self.clock() + ttl))
+
+    def add(self, kind, key, value, ttl):
+        now = self.clock()
+        cur = self._run("INSERT INTO records VALUES (?, ?, ?, ?) ON CONFLICT (kind, key) DO UPDATE"
+                        " SET value = excluded.value, expires_at = excluded.expires_at"
+                        " WHERE records.expires_at <= ?",
+                        (kind, key, json.dumps(value), now + ttl, now))
+        return cur.rowcount == 1
+
+    def get(self, kind, key):
+        row = self._run("SELECT value FROM records WHERE kind = ? AND key = ? AND expires_at > ?",
+                        (kind, key, self.clock())).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def take(self, kind, key):
+        row = self._run("DELETE FROM records WHERE kind = ? AND key = ? AND expires_at > ? RETURNING value",
+                        (kind, key, self.clock())).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def update_if(self, kind, key, expect, changes, ttl=None):
+        with self._errors():
+            conn = self._conn()
+            # IMMEDIATE takes the write lock before reading: no other process
+            # can slip between the comparison and the write.
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                now = self.clock()
+                row = conn.execute("SELECT value FROM records WHERE kind = ? AND key = ? AND expires_at > ?",
+                                   (kind, key, now)).fetchone()
+                before = json.loads(row[0]) if row else None
+                if before is None or not _matches(before, expect):
+                    conn.execute("COMMIT")
+                    return None
+                after = {**before, **changes}
+                if ttl is None:
+                    conn.execute("UPDATE records SET value = ? WHERE kind = ? AND key = ?",
+                                 (json.dumps(after), kind, key))
+                else:
+                    conn.execute("UPDATE records SET value = ?, expires_at = ? WHERE kind = ? AND key = ?",
+                                 (json.dumps(after), now + ttl, kind, key))
+                conn.execute("COMMIT")
+                return before
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    def incr(self, kind, key, window):
+        now = self.clock()
+        row = self._run(
+            "INSERT INTO records VALUES (?, ?, '1', ?) ON CONFLICT (kind, key) DO UPDATE SET"
+            " value = CASE WHEN records.expires_at <= ? THEN '1' ELSE CAST(CAST(records.value AS INTEGER) + 1 AS TEXT) END,"
+            " expires_at = CASE WHEN records.expires_at <= ? THEN excluded.expires_at ELSE records.expires_at END"
+            " RETURNING value",
+            (kind, key, now + window, now, now)).fetchone()
+        return int(row[0])
+
+    def delete(self, kind, key):
+        self._run("DELETE FROM records WHERE kind = ? AND key = ?", (kind, key))
+
+    def count(self, kind):
+        return self._run("SELECT COUNT(*) FROM records WHERE kind = ? AND expires_at > ?",
+                         (kind, self.clock())).fetchone()[0]
+
+    def purge(self):
+        return self._run("DELETE FROM records WHERE expires_at <= ?", (self.clock(),)).rowcount
+
+    def ping(self):
+        self._run("SELECT 1").fetchone()
+
+    def close(self):
+        conn = getattr(self.local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self.local.conn = None
+
+
+class MongoStore(Store):
+    """Documents {_id: "kind:key", kind, v: value, exp: datetime}. A TTL index
+    removes expired documents eventually (MongoDB's monitor runs every 60 s),
+    so every query also says `exp > now`."""
+
+    def __init__(self, client, db_name: str = "deviceflow", clock=time.time):
+        import pymongo
+        from pymongo import errors
+
+        self.pymongo, self.errors = pymongo, errors
+        self.client = client
+        self.clock = clock
+        self.col = client[db_name]["records"]
+        with self._errors():
+            self.col.create_index("exp", expireAfterSeconds=0)
+            self.col.create_index([("kind", 1), ("exp", 1)])
+
+    @classmethod
+    def from_uri(cls, uri: str, db_name: str, clock=time.time) -> "MongoStore":
+        import pymongo
+
+        client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=3000, connectTimeoutMS=3000,
+                                     socketTimeoutMS=10000, tz_aware=False)
+        return cls(client, db_name, clock)
+
+    @contextmanager
+    def _errors(self):
+        try:
+            yield
+        except self.errors.DuplicateKeyError:
+            raise
+        except self.errors.PyMongoError as exc:
+            log.warning("store error: %s", type(exc).__name__)
+            raise StoreUnavailable("the store is not available") from exc
+
+    def _at(self, offset: float = 0.0) -> datetime:
+        # BSON dates have millisecond precision and no zone: naive UTC.
+        return datetime.fromtimestamp(self.clock() + offset, timezone.utc).replace(tzinfo=None)
+
+    @staticmethod
+    def _id(kind, key):
+        return f"{kind}:{key}"
+
+    def put(self, kind, key, value, ttl):
+        with self._errors():
+            self.col.replace_one({"_id": self._id(kind, key)},
+                                 {"kind": kind, "v": value, "exp": self._at(ttl)}, upsert=True)
+
+    def add(self, kind, key, value, ttl):
+        with self._errors():
+            try:
+                self.col.update_one({"_id": self._id(kind, key), "exp": {"$lte": self._at()}},
+                                    {"$set": {"kind": kind, "v": value, "exp": self._at(ttl)}}, upsert=True)
+            except self.errors.DuplicateKeyError:
+                return False  # a live record holds the key
+            return True
+
+    def get(self, kind, key):
+        with self._errors():
+            doc = self.col.find_one({"_id": self._id(kind, key), "exp": {"$gt": self._at()}})
+        return doc["v"] if doc else None
+
+    def take(self, kind, key):
+        with self._errors():
+            doc = self.col.find_one_and_delete({"_id": self._id(kind, key), "exp": {"$gt": self._at()}})
+        return doc["v"] if doc else None
+
+    def update_if(self, kind, key, expect, changes, ttl=None):
+        query = {"_id": self._id(kind, key), "exp": {"$gt": self._at()}}
+        query.update({f"v.{k}": v for k, v in expect.items()})
+        update = {f"v.{k}": v for k, v in changes.items()}
+        if ttl is not None:
+            update["exp"] = self._at(ttl)
+        with self._errors():
+            doc = self.col.find_one_and_update(query, {"$set": update},
+                                               return_document=self.pymongo.ReturnDocument.BEFORE)
+        return doc["v"] if doc else None
+
+    def incr(self, kind, key, window):
+        _id = self._id(kind, key)
+        with self._errors():
+            for _ in range(5):
+                doc = self.col.find_one_and_update({"_id": _id, "exp": {"$gt": self._at()}}, {"$inc": {"v": 1}},
+                                                   return_document=self.pymongo.ReturnDocument.AFTER)
+                if doc:
+                    return int(doc["v"])
+                try:
+                    self.col.update_one({"_id": _id, "exp": {"$lte": self._at()}},
+                                        {"$set": {"kind": kind, "v": 1, "exp": self._at(window)}}, upsert=True)
+                    return 1
+                except self.errors.DuplicateKeyError:
+                    continue  # another instance opened the window first: count in it
+        raise StoreUnavailable("counter contention")
+
+    def delete(self, kind, key):
+        with self._errors():
+            self.col.delete_one({"_id": self._id(kind, key)})
+
+    def count(self, kind):
+        with self._errors():
+            return self.col.count_documents({"kind": kind, "exp": {"$gt": self._at()}})
+
+    def purge(self):
+        with self._errors():
+            return self.col.delete_many({"exp": {"$lte": self._at()}}).deleted_count
+
+    def ping(self):
+        with self._errors():
+            self.col.find_one({"_id": "ping"})
+
+    def close(self):
+        self.client.close()
+
+
+def open_store(config, clock=time.time) -> Store:
+    if config.db_type == "mongodb":
+        return MongoStore.from_uri(config.mongodb_uri, config.mongodb_db, clock)
+    return SQLiteStore(config.sqlite_path, clock)

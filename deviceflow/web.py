@@ -1,0 +1,396 @@
+"""The web routes: parse input, call the flow, render. Thin on purpose.
+
+Device routes answer JSON (RFC 6749 error bodies, `Cache-Control: no-store`);
+browser routes answer pages. Bottle's conveniences that do not fit are
+avoided: its form parser (it takes any body and keeps the last of repeated
+parameters), `redirect()` (303, built from the Host header) and
+`remote_addr` (believes any X-Forwarded-For).
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import json
+import logging
+import secrets
+import time
+from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
+
+import bottle
+
+from deviceflow import __version__
+from deviceflow.config import Config
+from deviceflow.flow import (DEVICE_CODE_GRANT, REFRESH_TOKEN_GRANT, DeviceFlow, InvalidRequest, OAuthError,
+                             PageError, TemporarilyUnavailable, UnsupportedGrantType, check_user_agent,
+                             format_user_code)
+from deviceflow.store import Store, StoreUnavailable, open_store
+from deviceflow.texts import TEXTS, pick_language
+
+log = logging.getLogger("deviceflow.web")
+
+MAX_BODY = 64 * 1024
+MAX_VALUE = 4096
+BROWSER_COOKIE = "deviceflow_browser"
+LANG_COOKIE = "deviceflow_lang"
+# Paths whose callers are programs: their errors are JSON, never pages.
+DEVICE_PREFIXES = ("/device/", "/data/", "/.well-known/", "/healthz")
+
+
+def _resource_dir(name: str) -> Path:
+    """views/ and static/ sit beside the package in a wheel, at the repository root in a clone."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / name, here.parent / name):
+        if candidate.is_dir():
+            return candidate
+    raise RuntimeError(f"{name}/ not found next to the deviceflow package")
+
+
+VIEWS = _resource_dir("views")
+STATIC = _resource_dir("static")
+
+
+# --- input
+
+def read_form(environ) -> dict[str, str]:
+    """The urlencoded body of a device request, strictly: one value per name,
+    UTF-8, no control characters, at most 64 KiB."""
+    content_type = environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        raise InvalidRequest("bad Content-Length") from None
+    if length > MAX_BODY:
+        raise InvalidRequest("request body over 64 KiB")
+    body = environ["wsgi.input"].read(length) if length > 0 else b""
+    if body and content_type != "application/x-www-form-urlencoded":
+        raise InvalidRequest("the body must be application/x-www-form-urlencoded")
+    return parse_pairs(body, "body")
+
+
+def parse_pairs(raw: bytes | str, where: str) -> dict[str, str]:
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        pairs = parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors="strict")
+    except (UnicodeDecodeError, ValueError):
+        raise InvalidRequest(f"the {where} is not valid UTF-8 form data") from None
+    form: dict[str, str] = {}
+    for name, value in pairs:
+        if name in form:
+            raise InvalidRequest(f"parameter {ascii_only(name)} is repeated")
+        if len(value) > MAX_VALUE or len(name) > 256:
+            raise InvalidRequest(f"parameter {ascii_only(name)} is too long")
+        if any(c in value or c in name for c in "\x00\r\n"):
+            raise InvalidRequest(f"parameter {ascii_only(name)} holds control characters")
+        form[name] = value
+    return form
+
+
+def query_params(environ) -> dict[str, str]:
+    return parse_pairs(environ.get("QUERY_STRING", ""), "query string")
+
+
+def ascii_only(text: str) -> str:
+    return "".join(c if 32 <= ord(c) < 127 else "?" for c in text)[:64]
+
+
+# --- output
+
+def json_response(body: dict, status: int = 200, headers: dict | None = None) -> bottle.HTTPResponse:
+    response = bottle.HTTPResponse(json.dumps(body), status=status, headers=headers or {})
+    response.set_header("Content-Type", "application/json")
+    response.set_header("Cache-Control", "no-store")
+    response.set_header("Pragma", "no-cache")
+    return response
+
+
+def error_response(error: OAuthError) -> bottle.HTTPResponse:
+    headers = {}
+    if error.status == 401 and error.error == "invalid_token":
+        headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+    retry_after = getattr(error, "retry_after", None)
+    if retry_after:
+        headers["Retry-After"] = str(retry_after)
+    return json_response(error.body(), error.status, headers)
+
+
+class ClientAddress:
+    """WSGI middleware: the client address for limits and logs. X-Forwarded-For
+    and -Proto are believed only from a peer in TRUSTED_PROXIES (then the
+    right-most address not itself trusted is the client); otherwise they are
+    deleted, so no code further in can be fooled by them."""
+
+    def __init__(self, app, trusted: tuple):
+        self.app = app
+        self.trusted = trusted
+
+    def _is_trusted(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address.strip())
+        except ValueError:
+            return False
+        return any(ip in net for net in self.trusted)
+
+    def __call__(self, environ, start_response):
+        peer = environ.get("REMOTE_ADDR", "")
+        forwarded = environ.get("HTTP_X_FORWARDED_FOR", "")
+        if self.trusted and forwarded and self._is_trusted(peer):
+            hops = [h.strip() for h in forwarded.split(",") if h.strip()]
+            client = peer
+            for hop in reversed(hops):
+                client = hop
+                if not self._is_trusted(hop):
+                    break
+            environ["REMOTE_ADDR"] = client
+            proto = environ.get("HTTP_X_FORWARDED_PROTO", "").strip().lower()
+            if proto in ("http", "https"):
+                environ["wsgi.url_scheme"] = proto
+        for name in ("HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO", "HTTP_X_FORWARDED_HOST", "HTTP_FORWARDED"):
+            environ.pop(name, None)
+        return self.app(environ, start_response)
+
+
+class Web:
+    """The Bottle application and the few things its routes share."""
+
+    def __init__(self, config: Config, store: Store, flow: DeviceFlow):
+        self.config = config
+        self.store = store
+        self.flow = flow
+        self.secure_cookies = config.base_url.startswith("https://")
+        authorize = urlsplit(config.authorization_endpoint)
+        self.csp = ("default-src 'none'; style-src 'self'; img-src 'self'; script-src 'self'; "
+                    f"form-action 'self' {authorize.scheme}://{authorize.netloc}; "
+                    "frame-ancestors 'none'; base-uri 'none'")
+        self.templates: dict[str, bottle.SimpleTemplate] = {}
+        self.app = bottle.Bottle()
+        self.app.config["json.enable"] = False
+        self._routes()
+
+    # --- helpers shared by the routes
+
+    def device_route(self, handler):
+        """JSON in and out, errors as RFC 6749 bodies, never a traceback."""
+        @functools.wraps(handler)
+        def wrapper(*args, **kwargs):
+            try:
+                return json_response(handler(*args, **kwargs))
+            except OAuthError as error:
+                return error_response(error)
+            except StoreUnavailable:
+                return error_response(TemporarilyUnavailable("the store is not available, retry later"))
+        return wrapper
+
+    def language(self) -> str:
+        request = bottle.request
+        query_lang = request.query.get("lang")
+        lang = pick_language(query_lang, request.get_cookie(LANG_COOKIE), request.get_header("Accept-Language"))
+        if query_lang == lang:
+            self.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400)
+        return lang
+
+    def set_cookie(self, name, value, max_age):
+        bottle.response.set_cookie(name, value, max_age=max_age, path="/", httponly=True, samesite="lax",
+                                   secure=self.secure_cookies)
+
+    def browser_id(self, create: bool = False) -> str:
+        value = bottle.request.get_cookie(BROWSER_COOKIE) or ""
+        if (not value or len(value) > 64) and create:
+            value = secrets.token_urlsafe(24)
+            self.set_cookie(BROWSER_COOKIE, value, max_age=86400)
+        return value
+
+    def page(self, name: str, status: int = 200, **values) -> str:
+        lang = self.language()
+        bottle.response.status = status
+        self.page_headers(bottle.response)
+        path = bottle.request.path
+        template = self.templates.get(name)
+        if template is None:  # compiled once, then reused by every request
+            template = self.templates[name] = bottle.SimpleTemplate(name=name, lookup=[str(VIEWS)])
+        return template.render(t=TEXTS[lang], lang=lang, demo=self.config.demo, config=self.config, path=path,
+                               other_lang="en" if lang == "fr" else "fr", **values)
+
+    def page_headers(self, response):
+        response.set_header("Content-Type", "text/html; charset=utf-8")
+        response.set_header("Content-Security-Policy", self.csp)
+        response.set_header("X-Frame-Options", "DENY")
+        response.set_header("Referrer-Policy", "no-referrer")
+        response.set_header("X-Content-Type-Options", "nosniff")
+        response.set_header("Cache-Control", "no-store")
+
+    def error_page(self, error: PageError, **values) -> str:
+        if error.retry_after:
+            bottle.response.set_header("Retry-After", str(error.retry_after))
+        return self.page("error", status=error.status, reason=error.reason, **values)
+
+    def redirect(self, url: str) -> bottle.HTTPResponse:
+        response = bottle.HTTPResponse(status=302)
+        response.set_header("Location", url)
+        self.page_headers(response)
+        return response
+
+    @staticmethod
+    def client_address() -> str:
+        return bottle.request.environ.get("REMOTE_ADDR", "") or "unknown"
+
+    # --- the routes, in the order of the protocol
+
+    def _routes(self):
+        app, flow = self.app, self.flow
+        device = self.device_route
+
+        @app.get("/")
+        def home():
+            return self.page("home")
+
+        @app.post("/device/code")
+        @device
+        def device_code():
+            check_user_agent(self.config, bottle.request.get_header("User-Agent"))
+            form = read_form(bottle.request.environ)
+            return flow.start(form.get("client_id", ""), form.get("client_secret", ""),
+                              form.get("scope", ""), bottle.request.get_header("User-Agent", ""))
+
+        @app.get("/device")
+        @app.get("/auth/verify_code")
+        def device_page():
+            """Show the code to confirm; following a link never starts the consent (RFC 8628 §5.4)."""
+            try:
+                params = query_params(bottle.request.environ)
+            except InvalidRequest:
+                return self.error_page(PageError("bad_request"))
+            typed = params.get("code") or params.get("user_code") or ""
+            state = params.get("state", "")
+            if not typed:
+                return self.page("device", pending=None, typed="", state=state, error=None)
+            return self.confirm_page(typed, state)
+
+        @app.post("/auth/verify_code")
+        @app.post("/device")
+        def verify_code():
+            try:
+                form = read_form(bottle.request.environ)
+            except InvalidRequest:
+                return self.error_page(PageError("bad_request"))
+            typed, state = form.get("user_code", ""), form.get("state", "")
+            if not form.get("csrf"):
+                return self.confirm_page(typed, state)  # the code-entry form: show the confirmation
+            try:
+                pending = flow.lookup(typed, self.client_address())
+                flow.check_csrf(self.browser_id(), pending.user_code, form.get("csrf", ""))
+                return self.redirect(flow.begin(pending, self.browser_id(), state))
+            except PageError as error:
+                return self.page("device", status=error.status, pending=None, typed=typed, state=state,
+                                 error=error.reason)
+
+        @app.get("/auth/redirect")
+        @app.get("/auth/redirect/<anything:path>")
+        @app.get("/auth/redirect_parent")
+        def auth_redirect(anything=None):
+            try:
+                params = query_params(bottle.request.environ)
+                approved = flow.complete(params, self.browser_id())
+            except InvalidRequest:
+                return self.error_page(PageError("bad_request"))
+            except PageError as error:
+                return self.error_page(error)
+            return self.page("done", usage_points=approved.get("usage_points") or [])
+
+        @app.post("/device/token")
+        @device
+        def device_token():
+            check_user_agent(self.config, bottle.request.get_header("User-Agent"))
+            form = read_form(bottle.request.environ)
+            grant = form.get("grant_type", "")
+            if grant == DEVICE_CODE_GRANT:
+                return flow.poll(form.get("client_id", ""), form.get("device_code", ""))
+            if grant == REFRESH_TOKEN_GRANT:
+                return flow.refresh(form.get("client_id", ""), form.get("refresh_token", ""),
+                                    form.get("usage_points_id"))
+            if not grant:
+                raise InvalidRequest("grant_type is required")
+            raise UnsupportedGrantType("grant_type must be the device_code or refresh_token grant")
+
+        @app.get("/.well-known/oauth-authorization-server")
+        def metadata():
+            base = self.config.base_url
+            return json_response({
+                "issuer": base,
+                "device_authorization_endpoint": f"{base}/device/code",
+                "token_endpoint": f"{base}/device/token",
+                "grant_types_supported": [DEVICE_CODE_GRANT, REFRESH_TOKEN_GRANT],
+                "response_types_supported": ["code"],
+                "token_endpoint_auth_methods_supported": ["none"],
+                "service_documentation": f"{base}/",
+            })
+
+        @app.get("/healthz")
+        def healthz():
+            body = {
+                "status": "ok",
+                "version": __version__,
+                "store": self.config.db_type,
+                "flow": "device" if self.config.device_mode else "client_credentials",
+                "authorize_version": self.config.enedis_authorize_version,
+                "api_mode": self.config.enedis_api_mode,
+                "demo": self.config.demo,
+            }
+            try:
+                self.store.ping()
+            except StoreUnavailable:
+                return json_response({**body, "status": "unavailable"}, 503)
+            return json_response(body)
+
+        @app.get("/static/<name:path>")
+        def static(name):
+            return bottle.static_file(name, root=str(STATIC))
+
+        for status in (400, 404, 405, 413, 500):
+            app.error(status)(self.framework_error)
+
+    def confirm_page(self, typed: str, state: str):
+        try:
+            pending = self.flow.lookup(typed, self.client_address())
+        except PageError as error:
+            return self.page("device", status=error.status, pending=None, typed=typed, state=state,
+                             error=error.reason)
+        except StoreUnavailable:
+            return self.error_page(PageError("server", 503))
+        csrf = self.flow.csrf_token(self.browser_id(create=True), pending.user_code)
+        return self.page("device", pending=pending, code=format_user_code(pending.user_code), typed=typed,
+                         state=state, csrf=csrf, error=None)
+
+    def framework_error(self, error: bottle.HTTPError):
+        """Bottle's own errors (unknown route, wrong method, crash): JSON for
+        programs, a page for people."""
+        status = error.status_code
+        if error.exception is not None and not isinstance(error.exception, StoreUnavailable):
+            log.error("unexpected error on %s %s: %s", bottle.request.method, bottle.request.path,
+                      type(error.exception).__name__)
+        if isinstance(error.exception, StoreUnavailable):
+            status = 503
+        codes = {404: "not_found", 405: "invalid_request", 413: "invalid_request", 400: "invalid_request",
+                 503: "temporarily_unavailable"}
+        if bottle.request.path.startswith(DEVICE_PREFIXES):
+            code = codes.get(status, "server_error")
+            bottle.response.status = 400 if status == 413 else status
+            bottle.response.set_header("Content-Type", "application/json")
+            bottle.response.set_header("Cache-Control", "no-store")
+            return json.dumps({"error": code, "error_description": code.replace("_", " ")})
+        reason = {404: "not_found", 405: "bad_request", 413: "bad_request", 400: "bad_request"}.get(status, "server")
+        return self.page("error", status=status, reason=reason)
+
+
+def make_app(config: Config, store: Store | None = None, upstream=None, simulator=None, clock=time.time):
+    """The WSGI application, with the trusted-proxy middleware in front."""
+    store = store or open_store(config, clock)
+    flow = DeviceFlow(config, store, upstream, clock)
+    web = Web(config, store, flow)
+    if simulator is not None:
+        from deviceflow.config import DEMO_PREFIX
+        web.app.mount(DEMO_PREFIX, simulator.app)
+    wsgi = ClientAddress(web.app, config.trusted_proxies)
+    wsgi.web = web  # tests and tools reach the flow and the store through it
+    return wsgi

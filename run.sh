@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Start deviceflow from a clone: creates .venv if missing, installs, serves.
+#   ./run.sh --demo            serve with the built-in Enedis simulator on :8080
+#   ./run.sh [--port N] ...    serve with the configuration from .env / the environment
+#   ./run.sh test [pytest args] run the test suite
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+venv="$here/.venv"
+
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+fi
+# Reinstall when pyproject.toml changed since the last install.
+stamp="$venv/.deviceflow-installed"
+if [ ! -f "$stamp" ] || [ "$here/pyproject.toml" -nt "$stamp" ]; then
+  "$venv/bin/python" -m pip install --quiet --upgrade pip
+  "$venv/bin/python" -m pip install --quiet -e "$here[test]"
+  touch "$stamp"
+fi
+
+cd "$here"
+if [ "${1:-}" = "test" ]; then
+  shift
+  exec "$venv/bin/python" -m pytest "$@"
+fi
+exec "$venv/bin/python" -m deviceflow serve "$@"

@@ -1,0 +1,176 @@
+"""The store contract: the same behaviour from SQLite and MongoDB (mongomock)."""
+
+import os
+import sqlite3
+import threading
+
+import pytest
+
+from deviceflow.store import MongoStore, SQLiteStore, StoreUnavailable, digest
+
+
+def test_put_then_get_returns_the_value(any_store):
+    any_store.put("flow", "k", {"status": "pending", "points": ["1", "2"]}, 60)
+    assert any_store.get("flow", "k") == {"status": "pending", "points": ["1", "2"]}
+
+
+def test_kinds_are_separate(any_store):
+    any_store.put("flow", "k", {"a": 1}, 60)
+    assert any_store.get("state", "k") is None
+
+
+def test_expired_record_is_never_served_even_before_purge(any_store, clock):
+    any_store.put("flow", "k", {"a": 1}, 10)
+    clock.advance(10.5)
+    assert any_store.get("flow", "k") is None
+    assert any_store.take("flow", "k") is None
+    assert any_store.update_if("flow", "k", {"a": 1}, {"a": 2}) is None
+    assert any_store.count("flow") == 0
+
+
+def test_put_overwrites_and_renews(any_store, clock):
+    any_store.put("flow", "k", {"a": 1}, 10)
+    any_store.put("flow", "k", {"a": 2}, 100)
+    clock.advance(50)
+    assert any_store.get("flow", "k") == {"a": 2}
+
+
+def test_add_writes_only_when_no_live_record(any_store, clock):
+    assert any_store.add("user", "ABCD", {"d": 1}, 10) is True
+    assert any_store.add("user", "ABCD", {"d": 2}, 10) is False
+    assert any_store.get("user", "ABCD") == {"d": 1}
+    clock.advance(11)
+    assert any_store.add("user", "ABCD", {"d": 3}, 10) is True
+    assert any_store.get("user", "ABCD") == {"d": 3}
+
+
+def test_take_gives_the_record_once(any_store):
+    any_store.put("state", "s", {"device": "x"}, 60)
+    assert any_store.take("state", "s") == {"device": "x"}
+    assert any_store.take("state", "s") is None
+    assert any_store.get("state", "s") is None
+
+
+def test_update_if_is_compare_and_set_returning_the_old_value(any_store):
+    any_store.put("flow", "k", {"status": "approved", "points": ["1"]}, 60)
+    before = any_store.update_if("flow", "k", {"status": "approved"}, {"status": "delivered", "points": None})
+    assert before == {"status": "approved", "points": ["1"]}
+    assert any_store.get("flow", "k") == {"status": "delivered", "points": None}
+    assert any_store.update_if("flow", "k", {"status": "approved"}, {"status": "delivered"}) is None
+
+
+def test_update_if_expecting_none_matches_a_missing_field(any_store):
+    any_store.put("refresh", "r", {"retired": False}, 60)
+    assert any_store.update_if("refresh", "r", {"successor": None}, {"successor": "x"}) is not None
+    assert any_store.get("refresh", "r")["successor"] == "x"
+
+
+def test_update_if_can_renew_the_expiry(any_store, clock):
+    any_store.put("flow", "k", {"a": 1}, 10)
+    any_store.update_if("flow", "k", {}, {"a": 2}, ttl=100)
+    clock.advance(50)
+    assert any_store.get("flow", "k") == {"a": 2}
+
+
+def test_incr_counts_within_a_window_then_starts_again(any_store, clock):
+    assert [any_store.incr("poll", "d", 60) for _ in range(3)] == [1, 2, 3]
+    clock.advance(59)
+    assert any_store.incr("poll", "d", 60) == 4
+    clock.advance(2)
+    assert any_store.incr("poll", "d", 60) == 1
+
+
+def test_delete_and_purge(any_store, clock):
+    any_store.put("a", "1", {}, 10)
+    any_store.put("a", "2", {}, 100)
+    any_store.put("a", "3", {}, 100)
+    any_store.delete("a", "3")
+    clock.advance(20)
+    assert any_store.purge() == 1
+    assert any_store.count("a") == 1
+
+
+def test_ping_answers(any_store):
+    any_store.ping()
+
+
+def test_digest_is_sha256_hex():
+    assert digest("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+def test_only_one_of_many_threads_wins_a_take(tmp_path):
+    store = SQLiteStore(str(tmp_path / "race.sqlite3"))
+    store.put("flow", "k", {"status": "approved"}, 60)
+    wins, barrier = [], threading.Barrier(20)
+
+    def grab():
+        barrier.wait()
+        if store.update_if("flow", "k", {"status": "approved"}, {"status": "delivered"}) is not None:
+            wins.append(1)
+
+    threads = [threading.Thread(target=grab) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(wins) == 1
+
+
+def test_sqlite_file_holds_values_and_survives_reopening(tmp_path):
+    path = str(tmp_path / "s.sqlite3")
+    SQLiteStore(path).put("refresh", digest("tok"), {"usage_points": ["1"]}, 600)
+    again = SQLiteStore(path)
+    assert again.get("refresh", digest("tok")) == {"usage_points": ["1"]}
+    mode = sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
+
+
+def test_sqlite_errors_become_store_unavailable_and_it_recovers(tmp_path):
+    path = tmp_path / "s.sqlite3"
+    store = SQLiteStore(str(path))
+    store.put("a", "1", {"x": 1}, 60)
+    blocker = sqlite3.connect(str(path), timeout=0)
+    blocker.execute("BEGIN EXCLUSIVE")
+    store.busy_timeout = 0.1
+    store.close()  # the next call opens a connection with the short timeout
+    with pytest.raises(StoreUnavailable):
+        store.put("a", "2", {"x": 2}, 60)
+    blocker.rollback()
+    blocker.close()
+    store.put("a", "2", {"x": 2}, 60)
+    assert store.get("a", "2") == {"x": 2}
+
+
+class BrokenCollection:
+    def __getattr__(self, name):
+        from pymongo.errors import ServerSelectionTimeoutError
+
+        def fail(*args, **kwargs):
+            raise ServerSelectionTimeoutError("no server")
+        return fail
+
+
+def test_mongodb_errors_become_store_unavailable(mongo_store):
+    mongo_store.col = BrokenCollection()
+    with pytest.raises(StoreUnavailable):
+        mongo_store.get("a", "1")
+    with pytest.raises(StoreUnavailable):
+        mongo_store.ping()
+
+
+@pytest.mark.mongodb
+def test_real_mongodb_contract_subset():
+    uri = os.environ.get("MONGODB_URI")
+    if not uri:
+        pytest.skip("MONGODB_URI is not set: no real MongoDB to test against")
+    store = MongoStore.from_uri(uri, "deviceflow-test")
+    store.col.delete_many({})
+    store.put("state", "s", {"device": "x"}, 60)
+    assert store.take("state", "s") == {"device": "x"}
+    assert store.take("state", "s") is None
+    assert store.add("user", "U", {}, 60) is True
+    assert store.add("user", "U", {}, 60) is False
+    assert [store.incr("poll", "d", 60) for _ in range(2)] == [1, 2]
+    store.put("flow", "k", {"status": "approved"}, 60)
+    assert store.update_if("flow", "k", {"status": "approved"}, {"status": "delivered"}) == {"status": "approved"}
+    assert store.update_if("flow", "k", {"status": "approved"}, {"status": "delivered"}) is None
