@@ -282,8 +282,7 @@ class Web:
                 flow.check_csrf(self.browser_id(), pending.user_code, form.get("csrf", ""))
                 return self.redirect(flow.begin(pending, self.browser_id(), state))
             except PageError as error:
-                return self.page("device", status=error.status, pending=None, typed=typed, state=state,
-                                 error=error.reason)
+                return self.code_entry_page(error, typed, state)
 
         @app.get("/auth/redirect")
         @app.get("/auth/redirect/<anything:path>")
@@ -354,13 +353,18 @@ class Web:
         try:
             pending = self.flow.lookup(typed, self.client_address())
         except PageError as error:
-            return self.page("device", status=error.status, pending=None, typed=typed, state=state,
-                             error=error.reason)
+            return self.code_entry_page(error, typed, state)
         except StoreUnavailable:
             return self.error_page(PageError("server", 503))
         csrf = self.flow.csrf_token(self.browser_id(create=True), pending.user_code)
         return self.page("device", pending=pending, code=format_user_code(pending.user_code), typed=typed,
                          state=state, csrf=csrf, error=None)
+
+    def code_entry_page(self, error: PageError, typed: str, state: str):
+        """The code-entry form again, with what went wrong."""
+        if error.retry_after:
+            bottle.response.set_header("Retry-After", str(error.retry_after))
+        return self.page("device", status=error.status, pending=None, typed=typed, state=state, error=error.reason)
 
     def framework_error(self, error: bottle.HTTPError):
         """Bottle's own errors (unknown route, wrong method, crash): JSON for

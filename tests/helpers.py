@@ -1,0 +1,44 @@
+"""Small steps of the flow that many tests repeat, written as a device and a browser would do them."""
+
+from urllib.parse import parse_qs, urlsplit
+
+DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+PRM1, PRM2 = "11111111111111", "22222222222222"
+
+
+def get_code(app, client_id="test-client", **extra):
+    return app.post("/device/code", {"client_id": client_id, **extra}).json
+
+
+def confirm(app, user_code, state_suffix=""):
+    """Open the verification link, press the button; returns the consent URL's query."""
+    link = f"/device?code={user_code}" + (f"&state={state_suffix}" if state_suffix else "")
+    page = app.get(link)
+    response = page.forms[0].submit()
+    assert response.status_int == 302, response.text
+    return {k: v[0] for k, v in parse_qs(urlsplit(response.headers["Location"]).query).items()}
+
+
+def consent(app, user_code, usage_points=PRM1, **extra):
+    """The whole browser side: confirm, then come back from Enedis with the usage points."""
+    query = confirm(app, user_code)
+    params = {"state": query["state"], "code": "enedis-code", **extra}
+    if usage_points is not None:
+        params["usage_point_id"] = usage_points
+    return app.get("/auth/redirect", params, expect_errors=True)
+
+
+def poll(app, device_code, client_id="test-client"):
+    return app.post("/device/token", {"grant_type": DEVICE_GRANT, "client_id": client_id,
+                                      "device_code": device_code}, expect_errors=True)
+
+
+def refresh(app, refresh_token, client_id="test-client", **extra):
+    return app.post("/device/token", {"grant_type": "refresh_token", "client_id": client_id,
+                                      "refresh_token": refresh_token, **extra}, expect_errors=True)
+
+
+def tokens_for(app, usage_points=PRM1):
+    code = get_code(app)
+    consent(app, code["user_code"], usage_points)
+    return poll(app, code["device_code"]).json

@@ -1,0 +1,96 @@
+"""Configuration: SPEC §2 names and defaults, validation, secrets kept out of sight."""
+
+import logging
+
+import pytest
+
+from deviceflow import config as configuration
+from deviceflow.config import ConfigError, load
+
+
+def test_defaults_follow_the_spec():
+    c = load({"CLIENT_ID": "abc"}, dotenv_path=None)
+    assert c.base_url == "http://localhost:8080"
+    assert c.authorization_endpoint == "https://mon-compte-particulier.enedis.fr/dataconnect/v1/oauth2/authorize"
+    assert c.token_endpoint == "https://gw.prd.api.enedis.fr/v1/oauth2/token"
+    assert c.token_endpoint_v3 == "https://gw.ext.prod.api.enedis.fr/oauth2/v3/token"
+    assert c.data_endpoint == "https://gw.ext.prod.api.enedis.fr"
+    assert c.redirect_uri == "http://localhost:8080/auth/redirect"
+    assert (c.enedis_api_mode, c.enedis_authorize_version, c.duration) == ("auto", "v1", "P3Y")
+    assert (c.limit_requests_per_minute, c.interval, c.code_lifetime) == (12, 5, 300)
+    assert (c.enedis_max_calls_per_second, c.timeouts, c.threads) == (5.0, (5.0, 30.0), 32)
+    assert (c.db_type, c.sqlite_path, c.log_level) == ("sqlite", "./data/deviceflow.sqlite3", "INFO")
+    assert c.flow == "" and not c.pkce and c.version_min is None
+
+
+def test_client_id_is_required_except_in_demo():
+    with pytest.raises(ConfigError, match="CLIENT_ID"):
+        load({}, dotenv_path=None)
+    demo = load({}, dotenv_path=None, demo=True, port=9090)
+    assert demo.client_id == "deviceflow-demo"
+    assert demo.base_url == "http://localhost:9090"
+    assert demo.authorization_endpoint == "http://localhost:9090/enedis/dataconnect/v1/oauth2/authorize"
+    assert demo.token_endpoint_v3 == "http://127.0.0.1:9090/enedis/oauth2/v3/token"
+    assert demo.data_endpoint == "http://127.0.0.1:9090/enedis"
+
+
+@pytest.mark.parametrize("name, value", [
+    ("BASE_URL", "localhost:8080"), ("LIMIT_REQUESTS_PER_MINUTE", "often"), ("LIMIT_REQUESTS_PER_MINUTE", "0"),
+    ("CODE_LIFETIME", "-5"), ("ENEDIS_API_MODE", "fast"), ("ENEDIS_AUTHORIZE_VERSION", "v3"),
+    ("FLOW", "IMPLICIT"), ("DURATION", "3 years"), ("VERSION_MIN", "two"), ("DB_TYPE", "postgres"),
+    ("TRUSTED_PROXIES", "10.0.0.0/33"), ("THREADS", "many"), ("LOG_LEVEL", "LOUD"),
+    ("UPSTREAM_READ_TIMEOUT", "nan"), ("DATA_ENDPOINT", "ftp://x"), ("MONGODB_URI", "postgres://x"),
+])
+def test_a_malformed_value_names_its_variable(name, value):
+    with pytest.raises(ConfigError) as error:
+        load({"CLIENT_ID": "abc", name: value}, dotenv_path=None)
+    assert name in str(error.value)
+
+
+def test_secret_never_in_repr_or_error():
+    c = load({"CLIENT_ID": "abc", "CLIENT_SECRET": "topsecret",
+              "MONGODB_URI": "mongodb://user:dbpass@db.example:27017/app"}, dotenv_path=None)
+    assert "topsecret" not in repr(c) and "dbpass" not in repr(c) and "dbpass" not in str(c)
+    with pytest.raises(ConfigError) as error:
+        load({"CLIENT_ID": "abc", "CLIENT_SECRET": "topsecret", "CODE_LIFETIME": "x"}, dotenv_path=None)
+    assert "topsecret" not in str(error.value)
+
+
+def test_dotenv_is_read_and_the_environment_wins(tmp_path, caplog):
+    env_file = tmp_path / ".env"
+    env_file.write_text("CLIENT_ID=from-file\nBASE_URL=https://proxy.example.org/\nAPP_SECRET=php-only\n"
+                        "LIMIT_REQUESTS_PER_MINUTE=6\n")
+    with caplog.at_level(logging.INFO, logger="deviceflow.config"):
+        c = load({"CLIENT_ID": "from-env"}, dotenv_path=env_file)
+    assert c.client_id == "from-env"
+    assert c.base_url == "https://proxy.example.org"
+    assert c.interval == 10
+    assert "APP_SECRET" in caplog.text and "php-only" not in caplog.text
+
+
+def test_php_mongodb_settings_build_the_uri():
+    c = load({"CLIENT_ID": "abc", "DB_ADDRESS": "mongo.local", "DB_PORT": "27018", "DB_USER": "u",
+              "DB_PASSWORD": "p@ss", "DB_NAME": "proxy"}, dotenv_path=None)
+    assert c.db_type == "mongodb"
+    assert c.mongodb_uri == "mongodb://u:p%40ss@mongo.local:27018/proxy"
+    assert c.mongodb_db == "proxy"
+
+
+def test_durations_and_lists():
+    c = load({"CLIENT_ID": "a", "DURATION": "P1Y6M", "EXTERNAL_CLIENT_ID": "x, y", "TRUSTED_PROXIES": "10.0.0.1,"
+              "192.168.0.0/16", "FLOW": "device", "PKCE": "1", "VERSION_MIN": "2.5"}, dotenv_path=None)
+    assert c.duration_seconds == (365 + 180) * 86400
+    assert c.allowed_client_ids == {"a", "x", "y"}
+    assert len(c.trusted_proxies) == 2 and c.device_mode and c.pkce and c.version_min == (2, 5)
+
+
+def test_authorize_v2_changes_the_default_consent_page():
+    c = load({"CLIENT_ID": "a", "ENEDIS_AUTHORIZE_VERSION": "v2"}, dotenv_path=None)
+    assert c.authorization_endpoint.endswith("/dataconnect/v2/oauth2/authorize")
+
+
+def test_config_is_frozen():
+    c = load({"CLIENT_ID": "a"}, dotenv_path=None)
+    with pytest.raises(Exception):
+        c.client_id = "b"
+    assert configuration.KNOWN_NAMES >= {"BASE_URL", "CLIENT_SECRET", "THREADS"}

@@ -1,0 +1,159 @@
+"""The flow module on its own: codes, life cycle, one-time delivery, rotation, versions."""
+
+import threading
+
+import pytest
+
+from deviceflow.flow import (USER_CODE_ALPHABET, AccessDenied, AuthorizationPending, DeviceFlow, ExpiredToken,
+                             InvalidClient, InvalidGrant, PageError, SlowDown, VersionMismatch, application_name,
+                             check_user_agent, normalize_user_code, parse_usage_points)
+from deviceflow.store import SQLiteStore, digest
+
+PRM = "11111111111111"
+
+
+@pytest.fixture
+def flow(config, any_store, clock):
+    return DeviceFlow(config, any_store, clock=clock)
+
+
+def approve(flow, device_code, points=(PRM,)):
+    """What /auth/redirect does once Enedis sent the person back."""
+    return flow._settle(digest(device_code), {"status": "approved", "usage_points": list(points)})
+
+
+def test_user_codes_use_the_alphabet_and_are_unique(flow):
+    codes = {flow.start("test-client")["user_code"] for _ in range(200)}
+    assert len(codes) == 200
+    assert all(set(c.replace("-", "")) <= set(USER_CODE_ALPHABET) for c in codes)
+    assert set(USER_CODE_ALPHABET).isdisjoint("AEIOUY01")
+
+
+def test_user_code_collisions_are_retried(flow, any_store, monkeypatch):
+    taken = flow.start("test-client")["user_code"].replace("-", "")
+    picks = iter(taken + "BCDFGHJK")
+    monkeypatch.setattr("deviceflow.flow.secrets.choice", lambda alphabet: next(picks))
+    assert flow.start("test-client")["user_code"] == "BCDF-GHJK"
+
+
+@pytest.mark.parametrize("typed, expected", [
+    ("wdjb-mjht", "WDJBMJHT"), (" WDJB MJHT ", "WDJBMJHT"), ("WDJBMJHT", "WDJBMJHT"),
+    ("WDJB-MJH", None), ("WDJA-MJHT", None), ("", None), ("WDJB-MJHT-X", None),
+])
+def test_normalize_user_code(typed, expected):
+    assert normalize_user_code(typed) == expected
+
+
+def test_usage_points_split_on_semicolon_and_comma():
+    assert parse_usage_points("11111111111111;22222222222222,33333333333333") == [
+        "11111111111111", "22222222222222", "33333333333333"]
+    assert parse_usage_points("11111111111111;11111111111111") == ["11111111111111"]
+    for bad in ("", "1111", "11111111111111;x", "111111111111111"):
+        with pytest.raises(ValueError):
+            parse_usage_points(bad)
+
+
+def test_life_cycle_pending_approved_delivered(flow):
+    start = flow.start("test-client")
+    with pytest.raises(AuthorizationPending):
+        flow.poll("test-client", start["device_code"])
+    approve(flow, start["device_code"])
+    tokens = flow.poll("test-client", start["device_code"])
+    assert tokens["usage_points_id"] == PRM
+    assert flow.authenticate(tokens["access_token"])["usage_points"] == [PRM]
+    with pytest.raises(InvalidGrant):
+        flow.poll("test-client", start["device_code"])
+
+
+def test_denied_flow_answers_access_denied(flow):
+    start = flow.start("test-client")
+    flow._settle(digest(start["device_code"]), {"status": "denied"})
+    with pytest.raises(AccessDenied):
+        flow.poll("test-client", start["device_code"])
+
+
+def test_expiry_and_slow_down(flow, clock):
+    start = flow.start("test-client")
+    for _ in range(12):
+        with pytest.raises(AuthorizationPending):
+            flow.poll("test-client", start["device_code"])
+    with pytest.raises(SlowDown) as slow:
+        flow.poll("test-client", start["device_code"])
+    assert slow.value.body()["interval"] == 5
+    clock.advance(300)
+    with pytest.raises(ExpiredToken):
+        flow.poll("test-client", start["device_code"])
+    clock.advance(24 * 3600 + 1)
+    with pytest.raises(InvalidGrant):
+        flow.poll("test-client", start["device_code"])
+
+
+def test_approval_after_expiry_is_refused(flow, clock):
+    start = flow.start("test-client")
+    clock.advance(301)
+    with pytest.raises(PageError):
+        flow.lookup(start["user_code"], "192.0.2.1")
+
+
+def test_unknown_client_is_invalid_client(flow):
+    with pytest.raises(InvalidClient):
+        flow.start("intruder")
+
+
+def test_thirty_threads_polling_one_approved_code_deliver_once(config, tmp_path):
+    store = SQLiteStore(str(tmp_path / "race.sqlite3"))
+    flow = DeviceFlow(config, store)
+    start = flow.start("test-client")
+    approve(flow, start["device_code"])
+    barrier, delivered, refused = threading.Barrier(30), [], []
+
+    def poller():
+        barrier.wait()
+        try:
+            delivered.append(flow.poll("test-client", start["device_code"]))
+        except InvalidGrant:
+            refused.append(1)
+
+    threads = [threading.Thread(target=poller) for _ in range(30)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(delivered) == 1 and len(refused) == 29
+
+
+def test_refresh_token_survives_a_restart_on_the_same_file(config, tmp_path):
+    path = str(tmp_path / "restart.sqlite3")
+    first = DeviceFlow(config, SQLiteStore(path))
+    start = first.start("test-client")
+    approve(first, start["device_code"])
+    tokens = first.poll("test-client", start["device_code"])
+    first.store.close()
+
+    restarted = DeviceFlow(config, SQLiteStore(path))
+    renewed = restarted.refresh("test-client", tokens["refresh_token"])
+    assert renewed["usage_points_id"] == PRM
+
+
+@pytest.mark.parametrize("agent, ok", [
+    ("DomoticzLinky/2.6.0", True), ("DomoticzLinky/2.5.0", True), ("DomoticzLinky/3", True),
+    ("DomoticzLinky/2.4.99", False), ("DomoticzLinky/2.5.0 (Linux)", True), ("curl/8.0.1", True),
+    ("python-requests", False), ("", False), (None, False), ("Linky/abc", False),
+])
+def test_version_min(make_config, agent, ok):
+    config = make_config(VERSION_MIN="2.5.0")
+    if ok:
+        check_user_agent(config, agent)
+    else:
+        with pytest.raises(VersionMismatch):
+            check_user_agent(config, agent)
+
+
+def test_no_version_min_accepts_anything(config):
+    check_user_agent(config, None)
+
+
+@pytest.mark.parametrize("agent, name", [("DomoticzLinky/2.6.0", "DomoticzLinky"), ("<script>/1", ""),
+                                         ("", ""), ("HomeAssistant/2026.11 aiohttp", "HomeAssistant")])
+def test_application_name(agent, name):
+    assert application_name(agent) == name
