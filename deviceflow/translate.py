@@ -200,16 +200,20 @@ def _checked_day(params: Mapping[str, str], name: str, label: str) -> str:
     value = params.get(name)
     if not value:
         raise RequestRejected(400, INVALID_REQUEST, f"{label} date parameter is required")
+    if not _is_day(value):
+        raise RequestRejected(400, INVALID_REQUEST, f"{label} date parameter must be in the format YYYY-MM-DD")
+    return value  # ISO days compare as strings
+
+
+def _is_day(value: str) -> bool:
+    # fromisoformat alone also takes 20260929 and week dates
+    if not _DAY.fullmatch(value):
+        return False
     try:
-        # fromisoformat alone also takes 20260929 and week dates
-        if not _DAY.fullmatch(value):
-            raise ValueError(value)
         date.fromisoformat(value)
     except ValueError:
-        raise RequestRejected(
-            400, INVALID_REQUEST, f"{label} date parameter must be in the format YYYY-MM-DD"
-        ) from None
-    return value  # ISO days compare as strings
+        return False
+    return True
 
 
 # --------------------------------------------------------------- responses
