@@ -201,7 +201,9 @@ def _checked_day(params: Mapping[str, str], name: str, label: str) -> str:
     if not value:
         raise RequestRejected(400, INVALID_REQUEST, f"{label} date parameter is required")
     if not _is_day(value):
-        raise RequestRejected(400, INVALID_REQUEST, f"{label} date parameter must be in the format YYYY-MM-DD")
+        raise RequestRejected(
+            400, INVALID_REQUEST, f"{label} date parameter must be in the format YYYY-MM-DD"
+        )
     return value  # ISO days compare as strings
 
 

@@ -284,12 +284,29 @@ def test_production_load_curve_point_by_point():
     assert any(r["value"] != "0" for r in reading["interval_reading"])
 
 
-def test_daily_consumption_golden():
-    assert translated(DAILY_CONSUMPTION, fixture("mesure_consommation_quotidienne.json")) == (
+@pytest.mark.parametrize(
+    "path, name, prm, points",
+    [
+        (
+            DAILY_CONSUMPTION,
+            "mesure_consommation_quotidienne.json",
+            CONSUMER,
+            [("33495", "2026-09-29"), ("38022", "2026-09-30")],
+        ),
+        (
+            DAILY_PRODUCTION,
+            "mesure_production_quotidienne.json",
+            PRODUCER,
+            [("8263", "2026-09-29"), ("941", "2026-09-30")],
+        ),
+    ],
+)
+def test_daily_energy_golden(path, name, prm, points):
+    assert translated(path, fixture(name), prm=prm) == (
         200,
         {
             "meter_reading": {
-                "usage_point_id": CONSUMER,
+                "usage_point_id": prm,
                 "start": START,
                 "end": END,
                 "quality": "BRUT",
@@ -299,34 +316,7 @@ def test_daily_consumption_golden():
                     "aggregate": "sum",
                     "measuring_period": "P1D",
                 },
-                "interval_reading": [
-                    {"value": "33495", "date": "2026-09-29"},
-                    {"value": "38022", "date": "2026-09-30"},
-                ],
-            }
-        },
-    )
-
-
-def test_daily_production_golden():
-    assert translated(DAILY_PRODUCTION, fixture("mesure_production_quotidienne.json"), prm=PRODUCER) == (
-        200,
-        {
-            "meter_reading": {
-                "usage_point_id": PRODUCER,
-                "start": START,
-                "end": END,
-                "quality": "BRUT",
-                "reading_type": {
-                    "unit": "Wh",
-                    "measurement_kind": "energy",
-                    "aggregate": "sum",
-                    "measuring_period": "P1D",
-                },
-                "interval_reading": [
-                    {"value": "8263", "date": "2026-09-29"},
-                    {"value": "941", "date": "2026-09-30"},
-                ],
+                "interval_reading": [{"value": value, "date": day} for value, day in points],
             }
         },
     )
