@@ -47,7 +47,9 @@ def build_app(config: configuration.Config):
     if config.demo:
         from deviceflow.simulator import Simulator
 
-        simulator = Simulator(f"{config.base_url}{configuration.DEMO_PREFIX}", client_id=config.client_id)
+        # Real Enedis sends the person back to the URL registered on DataHub: the simulator plays that part.
+        simulator = Simulator(f"{config.base_url}{configuration.DEMO_PREFIX}", client_id=config.client_id,
+                              redirect_uri=config.redirect_uri)
     return make_app(config, store, upstream=None, simulator=simulator)
 
 

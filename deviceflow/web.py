@@ -394,7 +394,7 @@ def make_app(config: Config, store: Store | None = None, upstream=None, simulato
     web = Web(config, store, flow)
     if simulator is not None:
         from deviceflow.config import DEMO_PREFIX
-        web.app.mount(DEMO_PREFIX, simulator.app)
+        web.app.mount(DEMO_PREFIX + "/", simulator.app)
     wsgi = ClientAddress(web.app, config.trusted_proxies)
     wsgi.web = web  # tests and tools reach the flow and the store through it
     return wsgi
