@@ -72,3 +72,54 @@ def make_web(sqlite_store):
 @pytest.fixture
 def app(make_web, config):
     return make_web(config)
+
+
+@pytest.fixture
+def live_server(tmp_path_factory):
+    """Start `deviceflow serve --demo` on 127.0.0.1 in a subprocess; a factory
+    taking extra environment, returning the base URL. Stopped at teardown."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time as _time
+
+    import requests
+
+    started = []
+
+    def start(sqlite_path=None, port=None, **env):
+        workdir = tmp_path_factory.mktemp("live")  # no stray .env is picked up
+        if port is None:
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                port = probe.getsockname()[1]
+        child_env = {k: v for k, v in os.environ.items() if k not in configuration.KNOWN_NAMES}
+        child_env.update({"SQLITE_PATH": str(sqlite_path or workdir / "store.sqlite3"),
+                          "BASE_URL": f"http://127.0.0.1:{port}", **env})
+        process = subprocess.Popen([sys.executable, "-m", "deviceflow", "serve", "--demo", "--host", "127.0.0.1",
+                                    "--port", str(port)], cwd=workdir, env=child_env,
+                                   stdout=subprocess.DEVNULL, stderr=open(workdir / "server.log", "wb"))
+        started.append(process)
+        base = f"http://127.0.0.1:{port}"
+        deadline = _time.monotonic() + 20
+        while _time.monotonic() < deadline:
+            try:
+                if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    return base
+            except requests.RequestException:
+                pass
+            if process.poll() is not None:
+                break
+            _time.sleep(0.1)
+        raise RuntimeError(f"server did not start: {(workdir / 'server.log').read_text()[-2000:]}")
+
+    start.processes = started
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(5)
+            except subprocess.TimeoutExpired:
+                process.kill()
