@@ -22,6 +22,7 @@ from urllib.parse import urlencode
 
 from deviceflow.config import ACCESS_TOKEN_LIFETIME, Config
 from deviceflow.store import Store, digest
+from deviceflow.upstream import UpstreamError
 
 log = logging.getLogger("deviceflow.flow")
 
@@ -45,6 +46,14 @@ GUESSES_GLOBAL_WINDOW = 3600
 STATE_SUFFIX = re.compile(r"[A-Za-z0-9_-]{1,16}")
 USAGE_POINT = re.compile(r"\d{14}")
 USER_AGENT_VERSION = re.compile(r"^[^/\s]+/(\d+(?:\.\d+){0,2})(?:[\s;(]|$)")
+
+# Redirect parameters never handed to the device: the exchange's own, and every
+# field of a token response (RFC 6749 §5.1, §5.2; OpenID's id_token), so that a
+# query string can neither override nor fill in what only upstream may say.
+RESERVED_TOKEN_FIELDS = frozenset({
+    "code", "state", "access_token", "token_type", "expires_in", "refresh_token", "scope", "id_token",
+    "error", "error_description", "error_uri",
+})
 
 PENDING, APPROVED, DENIED, DELIVERED = "pending", "approved", "denied", "delivered"
 MODE_CLIENT_CREDENTIALS, MODE_DEVICE = "client_credentials", "device"
@@ -185,13 +194,15 @@ def application_name(user_agent: str | None) -> str:
 
 
 class DeviceFlow:
-    def __init__(self, config: Config, store: Store, upstream=None, clock=time.time):
-        """`upstream` is the Enedis (or generic OAuth) client, used to turn a v2
-        `autorisation_id` into usage points and, in FLOW=DEVICE, to exchange a code."""
+    def __init__(self, config: Config, store: Store, upstream=None, clock=time.time, passthrough=None):
+        """`upstream` is the Enedis client, used to turn a v2 `autorisation_id`
+        into usage points; `passthrough` (deviceflow.passthrough) exchanges the
+        authorization code at TOKEN_ENDPOINT in FLOW=DEVICE."""
         self.config = config
         self.store = store
         self.upstream = upstream
         self.clock = clock
+        self.passthrough = passthrough
 
     # --- clients
 
@@ -338,7 +349,7 @@ class DeviceFlow:
             raise PageError("denied")
 
         if record["mode"] == MODE_DEVICE:
-            changes = self._exchange(params, flow, record)
+            changes = self._exchange(params, flow, record, device_key)
         else:
             changes = {"usage_points": self._usage_points(params, record)}
         return self._settle(device_key, {"status": APPROVED, **changes})
@@ -353,14 +364,26 @@ class DeviceFlow:
         except ValueError:
             raise PageError("bad_usage_points") from None
 
-    def _exchange(self, params: dict, flow: dict, record: dict) -> dict:
-        if self.upstream is None or not params.get("code"):
-            raise PageError("bad_state")
+    def _exchange(self, params: dict, flow: dict, record: dict, device_key: str) -> dict:
+        """FLOW=DEVICE: the upstream token response for the device, plus the redirect's extra parameters.
+
+        The state is spent, so a flow that cannot complete is denied at once: the
+        device hears access_denied instead of polling until the code expires.
+        """
+        # The device's own secret served this one exchange; it is not kept any longer.
+        forget = {"client_secret": None}
+        if self.passthrough is None or not params.get("code"):
+            self._settle(device_key, {"status": DENIED, **forget})
+            raise PageError("bad_request")
         secret = self.config.client_secret or flow.get("client_secret", "")
-        response = self.upstream.exchange_code(params["code"], record.get("client_id", ""), secret,
-                                               record.get("verifier"))
-        return {"upstream": response, "extra": {k: v for k, v in params.items()
-                                                if k not in ("code", "state") and k not in response}}
+        try:
+            response = self.passthrough.exchange_code(params["code"], record.get("client_id", ""), secret,
+                                                      record.get("verifier"))
+        except UpstreamError as error:
+            self._settle(device_key, {"status": DENIED, **forget})
+            raise PageError("exchange_failed", error.status) from None
+        extra = {k: v for k, v in params.items() if k not in RESERVED_TOKEN_FIELDS and k not in response}
+        return {"upstream": response, "extra": extra, **forget}
 
     def _settle(self, device_key: str, changes: dict) -> dict:
         before = self.store.update_if("flow", device_key, {"status": PENDING}, changes)

@@ -49,6 +49,8 @@ TEXTS = {
         "err_denied": "L'autorisation a été refusée sur le site d'Enedis. Votre appareil en est informé.",
         "err_bad_usage_points": "Enedis n'a pas indiqué de numéro de compteur valable.",
         "err_upstream_unavailable": "Enedis ne répond pas pour le moment. Réessayez dans quelques minutes.",
+        "err_exchange_failed": "Le service d'autorisation n'a pas délivré l'accès (refus, réponse inutilisable ou "
+                               "pas de réponse). Votre appareil en est informé.",
         "err_no_usage_points": "Enedis n'a pas encore enregistré votre partage. Rechargez cette page dans quelques secondes.",
         "err_too_many_attempts": "Trop de codes erronés ont été saisis. Attendez quelques minutes avant de réessayer.",
         "err_not_found": "Cette page n'existe pas.",
@@ -97,6 +99,8 @@ TEXTS = {
         "err_denied": "The authorization was refused on Enedis's site. Your device has been told.",
         "err_bad_usage_points": "Enedis did not give a valid meter number.",
         "err_upstream_unavailable": "Enedis is not answering right now. Try again in a few minutes.",
+        "err_exchange_failed": "The authorization server did not grant access (it refused, answered something "
+                               "unusable, or did not answer). Your device has been told.",
         "err_no_usage_points": "Enedis has not registered your consent yet. Reload this page in a few seconds.",
         "err_too_many_attempts": "Too many wrong codes were entered. Wait a few minutes before trying again.",
         "err_not_found": "This page does not exist.",
