@@ -25,8 +25,10 @@ from deviceflow.config import Config
 from deviceflow.flow import (DEVICE_CODE_GRANT, REFRESH_TOKEN_GRANT, DeviceFlow, InvalidRequest, OAuthError,
                              PageError, TemporarilyUnavailable, UnsupportedGrantType, check_user_agent,
                              format_user_code)
+from deviceflow.passthrough import Passthrough
 from deviceflow.store import Store, StoreUnavailable, open_store
 from deviceflow.texts import TEXTS, pick_language
+from deviceflow.upstream import UpstreamError
 
 log = logging.getLogger("deviceflow.web")
 
@@ -98,8 +100,14 @@ def ascii_only(text: str) -> str:
 # --- output
 
 def json_response(body: dict, status: int = 200, headers: dict | None = None) -> bottle.HTTPResponse:
-    response = bottle.HTTPResponse(json.dumps(body), status=status, headers=headers or {})
-    response.set_header("Content-Type", "application/json")
+    return device_response(json.dumps(body), status, "application/json", headers)
+
+
+def device_response(body: bytes | str, status: int, content_type: str,
+                    headers: dict | None = None) -> bottle.HTTPResponse:
+    """Any answer to a device: never cached (RFC 6749 §5.1)."""
+    response = bottle.HTTPResponse(body, status=status, headers=headers or {})
+    response.set_header("Content-Type", content_type)
     response.set_header("Cache-Control", "no-store")
     response.set_header("Pragma", "no-cache")
     return response
@@ -175,8 +183,10 @@ class Web:
         @functools.wraps(handler)
         def wrapper(*args, **kwargs):
             try:
-                return json_response(handler(*args, **kwargs))
-            except OAuthError as error:
+                result = handler(*args, **kwargs)
+                # A ready response (an upstream answer handed over as it is) goes out untouched.
+                return result if isinstance(result, bottle.HTTPResponse) else json_response(result)
+            except (OAuthError, UpstreamError) as error:
                 return error_response(error)
             except StoreUnavailable:
                 return error_response(TemporarilyUnavailable("the store is not available, retry later"))
@@ -312,6 +322,16 @@ class Web:
                 raise InvalidRequest("grant_type is required")
             raise UnsupportedGrantType("grant_type must be the device_code or refresh_token grant")
 
+        @app.post("/device/proxy")
+        @device
+        def device_proxy():
+            """The pass-through refresh: upstream's own answer, status and content type kept."""
+            check_user_agent(self.config, bottle.request.get_header("User-Agent"))
+            form = read_form(bottle.request.environ)
+            client_id = flow.check_client(form.get("client_id"))
+            forwarded = flow.passthrough.forward_refresh(form, client_id)
+            return device_response(forwarded.body, forwarded.status, forwarded.content_type)
+
         @app.get("/.well-known/oauth-authorization-server")
         def metadata():
             base = self.config.base_url
@@ -387,10 +407,15 @@ class Web:
         return self.page("error", status=status, reason=reason)
 
 
-def make_app(config: Config, store: Store | None = None, upstream=None, simulator=None, clock=time.time):
-    """The WSGI application, with the trusted-proxy middleware in front."""
+def make_app(config: Config, store: Store | None = None, upstream=None, simulator=None, clock=time.time,
+             passthrough=None):
+    """The WSGI application, with the trusted-proxy middleware in front.
+
+    `passthrough` (the generic token-endpoint client) is built from the
+    configuration unless given."""
     store = store or open_store(config, clock)
-    flow = DeviceFlow(config, store, upstream, clock)
+    passthrough = passthrough or Passthrough(config)
+    flow = DeviceFlow(config, store, upstream, clock, passthrough=passthrough)
     web = Web(config, store, flow)
     if simulator is not None:
         from deviceflow.config import DEMO_PREFIX
