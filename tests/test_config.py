@@ -94,3 +94,68 @@ def test_config_is_frozen():
     with pytest.raises(Exception):
         c.client_id = "b"
     assert configuration.KNOWN_NAMES >= {"BASE_URL", "CLIENT_SECRET", "THREADS"}
+
+
+# The PHP server's .env.example, as an operator would have filled it in for MongoDB.
+PHP_DOTENV = """BASE_URL=https://example.com/appli
+#LIMIT_REQUESTS_PER_MINUTE=12
+REDIRECT_URI=https://example.com/appli/Auth
+#VERSION_MIN=
+#AUTHORIZATION_ENDPOINT=https://mon-compte-particulier.enedis.fr/dataconnect/v1/oauth2/authorize
+#TOKEN_ENDPOINT=https://gw.prd.api.enedis.fr/v1/oauth2/token
+#TOKEN_ENDPOINT_V3=https://ext.prod.api.enedis.fr/oauth2/v3/token
+#DATA_ENDPOINT=https://ext.prod.api.enedis.fr
+DISABLE_DATA_ENPOINT_AUTH=true
+#PKCE=
+#FLOW=
+CLIENT_ID=clientid
+CLIENT_SECRET=clientsecret
+#DURATION=P3Y
+DB_ADDRESS=db.example.com
+#DB_PORT=5432
+DB_USER=dbuser
+DB_PASSWORD=passwordexample1234
+DB_NAME=db_base
+
+#Postgresql if unset
+DB_TYPE="mongodb"
+
+#TRUSTED_PROXIES=
+##Examples
+##TRUSTED_PROXIES=127.0.0.1,10.0.0.0/8
+
+###> symfony/framework-bundle ###
+APP_ENV=prod
+APP_SECRET=1234567891234567894f16123
+###< symfony/framework-bundle ###
+"""
+
+
+def test_the_php_servers_dotenv_works_as_is(tmp_path, caplog, mongo_store):
+    from webtest import TestApp
+
+    from deviceflow.web import make_app
+
+    env_file = tmp_path / ".env"
+    env_file.write_text(PHP_DOTENV)
+    with caplog.at_level(logging.INFO, logger="deviceflow.config"):
+        c = load({}, dotenv_path=env_file)
+    ignored = [r.getMessage() for r in caplog.records if r.name == "deviceflow.config"]
+    assert len(ignored) == 1 and all(k in ignored[0] for k in ("APP_ENV", "APP_SECRET", "DISABLE_DATA_ENPOINT_AUTH"))
+    for value in ("1234567891234567894f16123", "clientsecret", "passwordexample1234"):
+        assert value not in caplog.text
+    assert (c.base_url, c.redirect_uri, c.client_id, c.client_secret) == (
+        "https://example.com/appli", "https://example.com/appli/Auth", "clientid", "clientsecret")
+    assert (c.db_type, c.mongodb_db) == ("mongodb", "db_base")
+    assert c.mongodb_uri == "mongodb://dbuser:passwordexample1234@db.example.com:27017/db_base"
+    assert not c.device_mode and c.interval == 5
+
+    # The app builds and serves with it (the store is mongomock: no network here).
+    app = TestApp(make_app(c, mongo_store, clock=mongo_store.clock), extra_environ={"wsgi.url_scheme": "https"})
+    code = app.post("/device/code", {"client_id": "clientid"}).json
+    assert code["verification_uri"] == "https://example.com/appli/device"
+    form = app.get(code["verification_uri_complete"].replace(c.base_url, "")).forms[0]
+    assert form.action == "https://example.com/appli/auth/verify_code"  # behind the operator's /appli prefix
+    consent = app.post("/auth/verify_code", dict(form.submit_fields()))
+    assert "redirect_uri=https%3A%2F%2Fexample.com%2Fappli%2FAuth" in consent.headers["Location"]
+    assert app.get("/healthz").json["store"] == "mongodb"
