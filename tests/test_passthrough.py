@@ -216,28 +216,25 @@ def test_redirect_without_code_denies_the_flow(device_app, upstream):
 
 # --- client ids
 
-def test_empty_client_id_makes_a_generic_proxy(make_web, device_config, upstream):
+@pytest.mark.parametrize("configured, presented, sent", [
+    ("", "any-app", "any-app"),  # CLIENT_ID empty: a generic proxy, any client id goes through
+    ("test-client", "test-client", "test-client"),
+    ("test-client", "domoticz", "test-client"),  # an EXTERNAL_CLIENT_ID alias: upstream only sees CLIENT_ID
+])
+def test_client_id_sent_upstream(make_web, device_config, upstream, configured, presented, sent):
     upstream.post(TOKEN_URL, json=UPSTREAM_TOKENS)
-    app = make_web(device_config(CLIENT_ID=""))
-    code = get_code(app, client_id="any-app")
+    app = make_web(device_config(CLIENT_ID=configured))
+    code = get_code(app, client_id=presented)
     query = confirm(app, code["user_code"])
-    assert query["client_id"] == "any-app"
+    assert query["client_id"] == sent
     back_from_upstream(app, query)
-    assert sent_form(upstream.calls[0])["client_id"] == "any-app"
-    assert poll(app, code["device_code"], client_id="any-app").json["access_token"] == "up-access"
+    assert sent_form(upstream.calls[0])["client_id"] == sent
+    assert poll(app, code["device_code"], client_id=presented).json["access_token"] == "up-access"
 
 
-def test_configured_client_id_is_an_allow_list(device_app, upstream):
-    upstream.post(TOKEN_URL, json=UPSTREAM_TOKENS)
+def test_configured_client_id_is_an_allow_list(device_app):
     refused = device_app.post("/device/code", {"client_id": "stranger"}, expect_errors=True)
     assert refused.status_int == 401 and refused.json["error"] == "invalid_client"
-    # An EXTERNAL_CLIENT_ID is an alias: upstream only ever sees CLIENT_ID.
-    code = get_code(device_app, client_id="domoticz")
-    query = confirm(device_app, code["user_code"])
-    assert query["client_id"] == "test-client"
-    back_from_upstream(device_app, query)
-    assert sent_form(upstream.calls[0])["client_id"] == "test-client"
-    assert poll(device_app, code["device_code"], client_id="domoticz").json["access_token"] == "up-access"
 
 
 # --- a "-cg" state suffix: this flow in client_credentials mode
