@@ -1,6 +1,8 @@
 """End to end: the demo server in a subprocess (waitress on 127.0.0.1, simulated
 Enedis), a device speaking HTTP, and a scripted browser."""
 
+import datetime
+
 import requests
 
 from browser import Browser
@@ -76,3 +78,36 @@ def test_refresh_token_survives_a_restart(live_server, tmp_path):
     again = live_server(sqlite_path=store)
     renewed = device_post(again, "/device/token", grant_type="refresh_token", refresh_token=tokens["refresh_token"])
     assert renewed.status_code == 200 and renewed.json()["usage_points_id"] == PRM
+
+
+def test_pass_through_mode_relays_the_upstream_tokens(live_server):
+    """FLOW=DEVICE with PKCE: the simulated Enedis's v1 token endpoint issues the tokens, the proxy relays them."""
+    base = live_server(FLOW="DEVICE", PKCE="1")
+    code = device_post(base, "/device/code").json()
+    consent_in_browser(base, code["verification_uri_complete"])
+    # The simulator checked the PKCE verifier against the challenge before issuing these.
+    tokens = device_post(base, "/device/token", grant_type=DEVICE_GRANT, device_code=code["device_code"]).json()
+    assert tokens["usage_points_id"] == PRM and "issued_at" in tokens  # upstream's own answer
+    assert tokens["usage_point_id"] == PRM  # plus the redirect's extra parameter
+
+    # Data requests go straight to upstream, with upstream's token.
+    today = datetime.date.today()
+    data = requests.get(f"{base}/enedis/metering_data_dc/v5/daily_consumption", timeout=10,
+                        params={"usage_point_id": PRM, "start": str(today - datetime.timedelta(days=8)),
+                                "end": str(today - datetime.timedelta(days=1))},
+                        headers={"Authorization": f"Bearer {tokens['access_token']}"})
+    assert data.status_code == 200 and data.json()["meter_reading"]["usage_point_id"] == PRM
+
+    def token_calls():
+        calls = requests.get(f"{base}/enedis/_stats", timeout=10).json()["calls"]
+        return calls.get("token_v1", 0), calls.get("token_v3", 0)
+
+    before = token_calls()
+    refused = device_post(base, "/device/proxy", grant_type="client_credentials")
+    assert refused.status_code == 400 and refused.json()["error"] == "unsupported_grant_type"
+    assert token_calls() == before  # the secret was not lent
+
+    renewed = device_post(base, "/device/proxy", grant_type="refresh_token", refresh_token=tokens["refresh_token"])
+    assert renewed.status_code == 200 and renewed.json()["access_token"] != tokens["access_token"]
+    replayed = device_post(base, "/device/proxy", grant_type="refresh_token", refresh_token=tokens["refresh_token"])
+    assert replayed.status_code == 400 and replayed.json()["error"] == "invalid_grant"  # upstream's own answer

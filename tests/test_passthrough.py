@@ -1,27 +1,24 @@
 """Generic pass-through mode (FLOW=DEVICE) and the refresh proxy (/device/proxy).
 
 Upstream is `responses`: a request it does not expect fails, and `upstream.calls`
-shows what left the proxy. The last test runs the whole flow against the
-simulated Enedis's v1 token endpoint, served on 127.0.0.1.
+shows what left the proxy. The same flow against the simulated Enedis, over
+HTTP, is in test_e2e.py.
 """
 
 import base64
-import datetime
 import hashlib
 import logging
 import re
-import time
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
 import responses
 
-from deviceflow import config as configuration
 from deviceflow.passthrough import Passthrough, UpstreamRefused
 from deviceflow.store import digest
 from deviceflow.upstream import UpstreamBadAnswer, UpstreamTimeout, UpstreamUnreachable
-from tests.helpers import PRM1, confirm, get_code, poll
+from helpers import PRM1, confirm, get_code, poll
 
 TOKEN_URL = "https://oauth.example.org/token"
 SECRET = "s3cr3t-value"  # CLIENT_SECRET in tests/conftest.py
@@ -364,87 +361,3 @@ def test_proxy_checks_the_device_version(make_web, device_config, upstream):
     answer = app.post("/device/proxy", REFRESH_FORM, headers={"User-Agent": "DomoticzLinky/1.9.0"},
                       expect_errors=True)
     assert answer.json["error"] == "version_mismatch" and len(upstream.calls) == 0
-
-
-# --- end to end: the simulated Enedis's v1 token endpoint, over HTTP on 127.0.0.1
-
-SIM_SECRET = "sim-secret"
-SIM_PRM = "99999999999991"  # one of the simulator's test meters
-
-
-@pytest.fixture
-def live_server(tmp_path):
-    """The proxy with the simulator mounted under /enedis, served by waitress in a thread."""
-    from webtest.http import StopableWSGIServer
-
-    from deviceflow.simulator import Simulator
-    from deviceflow.store import open_store
-    from deviceflow.web import make_app
-
-    app_holder = {}  # the port is known once listening, and the configuration needs it
-    server = StopableWSGIServer.create(lambda environ, start: app_holder["app"](environ, start),
-                                       host="127.0.0.1", port=0, threads=4, expose_tracebacks=False)
-    port = server.effective_port
-    config = configuration.load({"FLOW": "DEVICE", "PKCE": "1", "CLIENT_SECRET": SIM_SECRET,
-                                 "BASE_URL": f"http://127.0.0.1:{port}",
-                                 "SQLITE_PATH": str(tmp_path / "e2e.sqlite3")},
-                                dotenv_path=None, demo=True, port=port)
-    # The simulator checks the secret: a token answer proves the proxy sent it.
-    simulator = Simulator(f"{config.base_url}{configuration.DEMO_PREFIX}", client_id=config.client_id,
-                          client_secret=SIM_SECRET, redirect_uri=config.redirect_uri)
-    app_holder["app"] = make_app(config, open_store(config), simulator=simulator)
-    yield config, simulator
-    server.shutdown(debug=True)  # debug: leave the waitress logger's level alone
-
-
-@pytest.mark.e2e
-def test_end_to_end_against_the_simulated_token_endpoint(live_server):
-    config, simulator = live_server
-    base, client_id = config.base_url, config.client_id
-    device, browser = requests.Session(), requests.Session()
-    code = device.post(f"{base}/device/code", data={"client_id": client_id}, timeout=10).json()
-
-    # The person: confirm the code, consent at the simulated Enedis, come back.
-    page = browser.get(code["verification_uri_complete"], timeout=10)
-    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
-    to_consent = browser.post(f"{base}/auth/verify_code", data={"user_code": code["user_code"], "csrf": csrf},
-                              allow_redirects=False, timeout=10)
-    assert to_consent.status_code == 302
-    consent_url = to_consent.headers["Location"]
-    params = {k: v[0] for k, v in parse_qs(urlsplit(consent_url).query).items()}
-    assert params["code_challenge_method"] == "S256"
-    back = browser.post(consent_url.split("?")[0], data={**params, "usage_point_id": SIM_PRM,
-                                                         "decision": "accept"},
-                        allow_redirects=False, timeout=10)
-    assert back.headers["Location"].startswith(config.redirect_uri)
-    done = browser.get(back.headers["Location"], timeout=10)
-    assert done.status_code == 200 and 'id="done"' in done.text
-
-    grant = {"grant_type": "urn:ietf:params:oauth:grant-type:device_code", "client_id": client_id,
-             "device_code": code["device_code"]}
-    tokens = device.post(f"{base}/device/token", data=grant, timeout=10).json()
-    assert tokens["usage_points_id"] == SIM_PRM and tokens["usage_point_id"] == SIM_PRM
-    assert tokens["token_type"] == "Bearer" and tokens["refresh_token"]
-
-    # Data requests go straight to upstream with upstream's token.
-    data_url = f"{base}/enedis/metering_data_dc/v5/daily_consumption"
-    today = datetime.date.fromtimestamp(time.time())
-    window = {"usage_point_id": SIM_PRM, "start": str(today - datetime.timedelta(days=8)),
-              "end": str(today - datetime.timedelta(days=1))}
-    data = device.get(data_url, params=window, timeout=10,
-                      headers={"Authorization": f"Bearer {tokens['access_token']}"})
-    assert data.status_code == 200 and data.json()["meter_reading"]["usage_point_id"] == SIM_PRM
-
-    # Refresh through the proxy, which adds the secret the simulator insists on.
-    calls_before = simulator.calls["token_v1"]
-    refused = device.post(f"{base}/device/proxy", data={"grant_type": "client_credentials",
-                                                         "client_id": client_id}, timeout=10)
-    assert refused.status_code == 400 and refused.json()["error"] == "unsupported_grant_type"
-    assert simulator.calls["token_v1"] == calls_before
-    renewed = device.post(f"{base}/device/proxy", data={"grant_type": "refresh_token", "client_id": client_id,
-                                                         "refresh_token": tokens["refresh_token"]}, timeout=10)
-    assert renewed.status_code == 200, renewed.text
-    assert renewed.json()["access_token"] != tokens["access_token"]
-    replay = device.post(f"{base}/device/proxy", data={"grant_type": "refresh_token", "client_id": client_id,
-                                                        "refresh_token": tokens["refresh_token"]}, timeout=10)
-    assert replay.status_code == 400 and replay.json()["error"] == "invalid_grant"  # upstream's own answer
