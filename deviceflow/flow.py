@@ -48,6 +48,8 @@ USER_AGENT_VERSION = re.compile(r"^[^/\s]+/(\d+(?:\.\d+){0,2})(?:[\s;(]|$)")
 
 PENDING, APPROVED, DENIED, DELIVERED = "pending", "approved", "denied", "delivered"
 MODE_CLIENT_CREDENTIALS, MODE_DEVICE = "client_credentials", "device"
+# Chains of refresh tokens adopted from another server (the PHP one) are named so.
+IMPORTED_CHAIN_PREFIX = "imported-"
 
 
 # --- errors the device sees (RFC 6749 §5.2, RFC 8628 §3.5), each knowing its status
@@ -434,7 +436,7 @@ class DeviceFlow:
         if ttl <= 0:
             return False
         # The chain id follows from the token, so a re-run finds the same chain.
-        chain = "imported-" + key[:32]
+        chain = IMPORTED_CHAIN_PREFIX + key[:32]
         common = {"usage_points": usage_points, "client_id": self.config.client_id, "chain": chain, "scope": scope}
         self.store.add("chain", chain, _chain_record(usage_points), ttl)
         return self.store.add("refresh", key, _refresh_record(common, None, expires), ttl)
