@@ -437,10 +437,12 @@ class Web:
         return self.page("error", status=status, reason=reason)
 
 
-def make_app(config: Config, store: Store | None = None, upstream=None, simulator=None, clock=time.time):
-    """The WSGI application, with the trusted-proxy middleware in front."""
+def make_app(config: Config, store: Store | None = None, upstream=None, simulator=None, clock=time.time,
+             metrics: Metrics | None = None):
+    """The WSGI application, with the trusted-proxy middleware in front. Pass
+    `metrics` to share it with the Enedis client; otherwise the app has its own."""
     store = store or open_store(config, clock)
-    metrics = Metrics(store, clock)
+    metrics = metrics or Metrics(store, clock)
     store.on_error = metrics.store_errors.inc
     flow = DeviceFlow(config, store, upstream, clock)
     web = Web(config, store, flow, metrics)

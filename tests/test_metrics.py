@@ -150,3 +150,18 @@ def test_access_log_shows_the_client_behind_a_trusted_proxy(make_web, make_confi
     app.get("/healthz", headers={"X-Forwarded-For": "203.0.113.7"})
     assert [r.getMessage().split(" ")[:3] for r in caplog.records if r.name == "deviceflow.access"] == \
         [["203.0.113.7", "GET", "/healthz"]]
+
+
+def test_an_app_counts_into_the_metrics_it_is_given(make_config, sqlite_store, clock):
+    """So that the Enedis client and the routes share one registry."""
+    from webtest import TestApp
+
+    from deviceflow.web import make_app
+
+    shared = Metrics(sqlite_store, clock)
+    app = TestApp(make_app(make_config(METRICS="1"), sqlite_store, clock=clock, metrics=shared))
+    shared.enedis_call("token", 200)
+    get_code(app)
+    samples = scrape(app)
+    assert samples[("deviceflow_enedis_calls_total", ("token", "200"))] == 1
+    assert samples[("deviceflow_flows_total", ("started",))] == 1
