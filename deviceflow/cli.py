@@ -162,7 +162,8 @@ def read_php_source(args):
     try:
         client = mongo_client(uri)
         try:
-            return list(ops.rows_from_mongodb(client[db_name][args.collection])), f"{shown} ({db_name}.{args.collection})"
+            rows = list(ops.rows_from_mongodb(client[db_name][args.collection]))
+            return rows, f"{shown} ({db_name}.{args.collection})"
         finally:
             client.close()
     except pymongo.errors.PyMongoError as error:
@@ -206,8 +207,8 @@ def stats(args, config, store) -> int:
           f"{numbers['revoked']} revoked not yet expired)")
     print(f"live tokens: {numbers['refresh_tokens']} refresh, {numbers['access_tokens']} access")
     print(f"usage points: {numbers['usage_points']}")
-    print(f"Enedis calls: {numbers['enedis_calls_hour']} in the last hour, {numbers['enedis_calls_day']} in the last day")
-    print(f"budget waits: {numbers['budget_waits_hour']} in the last hour, {numbers['budget_waits_day']} in the last day")
+    for label, name in (("Enedis calls", "enedis_calls"), ("budget waits", "budget_waits")):
+        print(f"{label}: {numbers[name + '_hour']} in the last hour, {numbers[name + '_day']} in the last day")
     return 0
 
 

@@ -9,8 +9,7 @@ from deviceflow import cli
 from deviceflow.config import load
 from deviceflow.store import SQLiteStore
 from deviceflow.web import make_app
-from helpers import PRM1, PRM2, get_code, refresh, tokens_for
-from test_ops import PHP_CSV, php_token
+from helpers import PHP_CSV, PRM1, PRM2, get_code, php_token, refresh, tokens_for
 
 
 @pytest.fixture
@@ -71,8 +70,9 @@ def test_import_then_the_device_refreshes_and_a_re_run_changes_nothing(env, caps
 def test_import_from_the_php_mongodb(env, capsys, server, monkeypatch):
     mongomock = pytest.importorskip("mongomock")
     client = mongomock.MongoClient()
+    in_a_month = datetime.now(timezone.utc).replace(tzinfo=None) + timedelta(days=30)  # BSON dates: naive UTC
     client["devicecode"]["cache"].insert_one({"key": f"refresh_token:{php_token(1)}", "value": PRM1,
-                                              "expireAt": datetime.now(timezone.utc).replace(tzinfo=None) + timedelta(days=30)})
+                                              "expireAt": in_a_month})
     monkeypatch.setattr(cli, "mongo_client", lambda uri: client)
     code, out, _ = run(capsys, "import-php", "--from-mongodb", "mongodb://php:hunter2@127.0.0.1:27017/devicecode")
     assert code == 0 and "  imported: 1" in out

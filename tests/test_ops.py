@@ -1,22 +1,14 @@
 """Operator tools: moving the PHP server's refresh tokens over, stats, revocation."""
 
-import hashlib
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 
 from deviceflow import ops
 from deviceflow.flow import DeviceFlow
 from deviceflow.metrics import Metrics
-from helpers import PRM1, PRM2, get_code, refresh, tokens_for
-
-PHP_CSV = Path(__file__).parent / "fixtures" / "php" / "cache.csv"
-
-
-def php_token(n):
-    """The refresh tokens in fixtures/php/cache.csv."""
-    return hashlib.sha256(f"php refresh token {n}".encode()).hexdigest()
+from deviceflow.store import digest
+from helpers import PHP_CSV, PRM1, PRM2, get_code, php_token, refresh, tokens_for
 
 
 @pytest.fixture
@@ -42,7 +34,8 @@ def test_php_strings_are_read(serialized, text):
     assert ops.php_string(serialized) == text
 
 
-@pytest.mark.parametrize("serialized", ['s:1:"\u00e9";', 's:3:"ab";', "N;", "i:3;", 'a:1:{i:0;s:1:"a";}', "11111111111111"])
+@pytest.mark.parametrize("serialized", ['s:1:"\u00e9";', 's:3:"ab";', "N;", "i:3;", 'a:1:{i:0;s:1:"a";}',
+                                        "11111111111111"])
 def test_other_php_values_are_refused(serialized):
     with pytest.raises(ValueError):
         ops.php_string(serialized)
@@ -70,19 +63,19 @@ def test_imported_token_refreshes_through_device_token(flow, make_web, config, s
 
 def test_imported_tokens_keep_their_expiry_and_are_stored_hashed(flow, sqlite_store, clock, tmp_path):
     ops.import_php(flow, csv_rows())
-    record = sqlite_store.get("refresh", ops.digest(php_token(1)))
+    record = sqlite_store.get("refresh", digest(php_token(1)))
     assert record["expires"] == datetime(2030, 6, 1, 10, tzinfo=timezone.utc).timestamp()
     assert record["usage_points"] == [PRM1] and record["client_id"] == "test-client"
     raw = b"".join(p.read_bytes() for p in tmp_path.glob("store.sqlite3*"))
     assert php_token(1).encode() not in raw
     clock.now = datetime(2030, 6, 1, 10, 0, 1, tzinfo=timezone.utc).timestamp()
-    assert sqlite_store.get("refresh", ops.digest(php_token(1))) is None
+    assert sqlite_store.get("refresh", digest(php_token(1))) is None
 
 
 def test_expired_and_unusable_tokens_are_not_filed(flow, sqlite_store):
     ops.import_php(flow, csv_rows())
     for n in (4, 5, 6):
-        assert sqlite_store.get("refresh", ops.digest(php_token(n))) is None
+        assert sqlite_store.get("refresh", digest(php_token(n))) is None
     assert sqlite_store.count("access") == 0  # PHP access tokens are not carried over
 
 
@@ -147,10 +140,10 @@ def php_mongo(clock):
 def test_mongodb_import_reads_refresh_tokens_only(flow, php_mongo, sqlite_store, clock):
     summary = ops.import_php(flow, ops.rows_from_mongodb(php_mongo))
     assert (summary.read, summary.imported, dict(summary.skipped)) == (4, 3, {ops.EXPIRED: 1})
-    assert sqlite_store.get("refresh", ops.digest(php_token(1)))["usage_points"] == [PRM1, PRM2]
-    assert sqlite_store.get("refresh", ops.digest(php_token(2)))["usage_points"] == ["33333333333333",
+    assert sqlite_store.get("refresh", digest(php_token(1)))["usage_points"] == [PRM1, PRM2]
+    assert sqlite_store.get("refresh", digest(php_token(2)))["usage_points"] == ["33333333333333",
                                                                                        "44444444444444"]
-    assert sqlite_store.get("refresh", ops.digest(php_token(4)))["expires"] == clock() + 3 * 365 * 86400
+    assert sqlite_store.get("refresh", digest(php_token(4)))["expires"] == clock() + 3 * 365 * 86400
 
 
 def test_mongodb_import_into_a_mongodb_store_refreshes(php_mongo, mongo_store, config, make_web, clock):
@@ -187,7 +180,7 @@ def test_revoking_a_usage_point_ends_every_authorization_covering_it(make_web, c
     assert sorted(revoked) == [[PRM1], [PRM1, PRM2]]
     for tokens in (alone, shared):
         assert refresh(app, tokens["refresh_token"]).json["error"] == "invalid_grant"
-        assert flow.store.get("chain", flow.store.get("access", ops.digest(tokens["access_token"]))["chain"])[
+        assert flow.store.get("chain", flow.store.get("access", digest(tokens["access_token"]))["chain"])[
             "revoked"]
     assert refresh(app, other["refresh_token"]).status_int == 200
     assert ops.revoke_usage_point(flow, PRM1) == []
