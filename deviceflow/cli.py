@@ -1,10 +1,18 @@
-"""Command line: `deviceflow serve [--host] [--port] [--demo]`."""
+"""Command line: `deviceflow serve [--host] [--port] [--demo]`, and the operator's
+tools `import-php`, `stats`, `revoke`, `purge` (all on the configured store).
+
+Exit codes: 0 done, 1 failed (store or source unreachable, nothing to revoke),
+2 usage or configuration error."""
 
 from __future__ import annotations
 
 import argparse
+import csv
 import logging
 import sys
+import time
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from deviceflow import __version__, config as configuration
 
@@ -20,6 +28,30 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
     serve.add_argument("--demo", action="store_true",
                        help="mount a simulated Enedis on the same port and point every endpoint at it")
+
+    importer = commands.add_parser(
+        "import-php", help="import the refresh tokens of the PHP server (devices keep working without a new consent)")
+    source = importer.add_mutually_exclusive_group(required=True)
+    source.add_argument("--from-mongodb", metavar="URI",
+                        help="the PHP server's MongoDB (its database in the URI path, or --db)")
+    source.add_argument("--from-csv", metavar="FILE",
+                        help="a CSV export of the PHP server's PostgreSQL cache table (key, value, expire_at)")
+    importer.add_argument("--db", help="database of the PHP server's MongoDB, when the URI does not name it")
+    importer.add_argument("--collection", default="cache", help="collection of the PHP cache (default cache)")
+    importer.add_argument("--timezone", default="UTC",
+                          help="zone of CSV dates written without an offset (PHP's date.timezone; default UTC)")
+    importer.add_argument("--dry-run", action="store_true", help="read and check everything, write nothing")
+
+    commands.add_parser("stats", help="pending flows, live authorizations, usage points, Enedis calls")
+
+    revoke = commands.add_parser("revoke", help="revoke authorizations: their refresh and access tokens stop working")
+    target = revoke.add_mutually_exclusive_group(required=True)
+    target.add_argument("--usage-point", metavar="PRM", help="every authorization covering this 14-digit PRM")
+    target.add_argument("--refresh-token", metavar="TOKEN",
+                        help="the authorization of this refresh token ('-' reads it from standard input, "
+                             "keeping it out of the shell history)")
+
+    commands.add_parser("purge", help="delete expired records from the store")
     return parser
 
 
@@ -69,8 +101,155 @@ def serve(args) -> int:
     return 0
 
 
+def open_configured_store(config: configuration.Config):
+    """The configured store, or one clear line and exit 1."""
+    from deviceflow.store import StoreUnavailable, open_store
+
+    try:
+        store = open_store(config)
+        store.ping()
+    except (StoreUnavailable, OSError) as error:
+        where = config.sqlite_path if config.db_type == "sqlite" else configuration.redact_uri(config.mongodb_uri)
+        print(f"deviceflow: the {config.db_type} store at {where} is not available ({type(error).__name__})",
+              file=sys.stderr)
+        raise SystemExit(1) from None
+    return store
+
+
+def operator_tool(command):
+    """Configuration and store for an operator command; a store that fails midway is exit 1."""
+    def run(args) -> int:
+        from deviceflow.store import StoreUnavailable
+
+        setup_logging("WARNING")
+        config = load_config(args)
+        store = open_configured_store(config)
+        try:
+            return command(args, config, store)
+        except StoreUnavailable:
+            print("deviceflow: the store stopped answering; nothing more was done", file=sys.stderr)
+            return 1
+        finally:
+            store.close()
+    return run
+
+
+def read_php_source(args):
+    """The rows of the PHP cache named on the command line (exit 2 when it cannot be opened, 1 when unreadable)."""
+    from deviceflow import ops
+
+    if args.from_csv:
+        try:
+            zone = ZoneInfo(args.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            print(f"deviceflow: unknown time zone {args.timezone!r}", file=sys.stderr)
+            raise SystemExit(2) from None
+        try:
+            with open(args.from_csv, newline="", encoding="utf-8") as lines:
+                return list(ops.rows_from_csv(lines, zone)), args.from_csv
+        except (OSError, UnicodeDecodeError, csv.Error) as error:
+            print(f"deviceflow: cannot read {args.from_csv}: {type(error).__name__}", file=sys.stderr)
+            raise SystemExit(2) from None
+    uri = args.from_mongodb
+    shown = configuration.redact_uri(uri)
+    db_name = args.db or urlsplit(uri).path.lstrip("/")
+    if not uri.startswith(("mongodb://", "mongodb+srv://")) or not db_name:
+        print("deviceflow: --from-mongodb needs a mongodb:// URI naming the PHP database (or --db NAME)",
+              file=sys.stderr)
+        raise SystemExit(2)
+    import pymongo.errors
+
+    try:
+        client = mongo_client(uri)
+        try:
+            rows = list(ops.rows_from_mongodb(client[db_name][args.collection]))
+            return rows, f"{shown} ({db_name}.{args.collection})"
+        finally:
+            client.close()
+    except pymongo.errors.PyMongoError as error:
+        print(f"deviceflow: cannot read the PHP server's MongoDB at {shown}: {type(error).__name__}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def mongo_client(uri: str):
+    import pymongo
+
+    return pymongo.MongoClient(uri, serverSelectionTimeoutMS=5000, connectTimeoutMS=5000, socketTimeoutMS=30000,
+                               tz_aware=False)
+
+
+@operator_tool
+def import_php(args, config, store) -> int:
+    from deviceflow import ops
+    from deviceflow.flow import DeviceFlow
+
+    rows, source = read_php_source(args)
+    summary = ops.import_php(DeviceFlow(config, store), rows, dry_run=args.dry_run)
+    print(f"import-php{' (dry run: nothing written)' if args.dry_run else ''} from {source}")
+    print(f"  refresh tokens read: {summary.read}")
+    print(f"  {'would be imported' if args.dry_run else 'imported'}: {summary.imported}")
+    print(f"  skipped: {sum(summary.skipped.values())}")
+    for reason, count in sorted(summary.skipped.items()):
+        print(f"    {reason}: {count}")
+    print(f"  other keys not carried over (codes, states, access tokens, rate limits): {summary.other_keys}")
+    return 0
+
+
+@operator_tool
+def stats(args, config, store) -> int:
+    from deviceflow import ops
+
+    numbers = ops.stats(store, time.time())
+    where = config.sqlite_path if config.db_type == "sqlite" else configuration.redact_uri(config.mongodb_uri)
+    print(f"store: {config.db_type} {where}")
+    print(f"pending device flows: {numbers['pending_flows']}")
+    print(f"live authorizations: {numbers['authorizations']} ({numbers['imported']} imported from the PHP server, "
+          f"{numbers['revoked']} revoked not yet expired)")
+    print(f"live tokens: {numbers['refresh_tokens']} refresh, {numbers['access_tokens']} access")
+    print(f"usage points: {numbers['usage_points']}")
+    for label, name in (("Enedis calls", "enedis_calls"), ("budget waits", "budget_waits")):
+        print(f"{label}: {numbers[name + '_hour']} in the last hour, {numbers[name + '_day']} in the last day")
+    return 0
+
+
+@operator_tool
+def revoke(args, config, store) -> int:
+    from deviceflow import ops
+    from deviceflow.flow import USAGE_POINT, DeviceFlow
+
+    flow = DeviceFlow(config, store)
+    if args.usage_point is not None:
+        if not USAGE_POINT.fullmatch(args.usage_point):
+            print("deviceflow: --usage-point must be a 14-digit PRM", file=sys.stderr)
+            return 2
+        revoked = ops.revoke_usage_point(flow, args.usage_point)
+        if not revoked:
+            print(f"no live authorization covers {args.usage_point}")
+            return 1
+        print(f"revoked {len(revoked)} authorization(s) covering {args.usage_point}")
+        for points in revoked:
+            others = [p for p in points if p != args.usage_point]
+            if others:
+                print(f"  one also covered {', '.join(others)}: those lose it too")
+        return 0
+    token = sys.stdin.readline().strip() if args.refresh_token == "-" else args.refresh_token.strip()
+    points = ops.revoke_refresh_token(flow, token)
+    if points is None:
+        print("no live authorization has this refresh token")
+        return 1
+    print(f"revoked the authorization covering {', '.join(points)}")
+    return 0
+
+
+@operator_tool
+def purge(args, config, store) -> int:
+    print(f"purged {store.purge()} expired records")
+    return 0
+
+
+COMMANDS = {"serve": serve, "import-php": import_php, "stats": stats, "revoke": revoke, "purge": purge}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "serve":
-        return serve(args)
-    return 2
+    return COMMANDS[args.command](args)

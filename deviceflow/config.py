@@ -42,6 +42,7 @@ KNOWN_NAMES = frozenset({
     "UPSTREAM_READ_TIMEOUT", "VERSION_MIN", "DB_TYPE", "SQLITE_PATH",
     "MONGODB_URI", "DB_ADDRESS", "DB_PORT", "DB_USER", "DB_PASSWORD", "DB_NAME",
     "TRUSTED_PROXIES", "THREADS", "LOG_LEVEL", "OPERATOR_NAME", "OPERATOR_CONTACT",
+    "METRICS", "METRICS_TOKEN",
 })
 
 
@@ -81,6 +82,8 @@ class Config:
     log_level: str = "INFO"
     operator_name: str = ""
     operator_contact: str = ""
+    metrics: bool = False
+    metrics_token: str = field(default="", repr=False)
     demo: bool = False
 
     @property
@@ -104,7 +107,7 @@ class Config:
         shown = []
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name == "client_secret":
+            if f.name in ("client_secret", "metrics_token"):
                 value = "***" if value else ""
             elif f.name == "mongodb_uri":
                 value = redact_uri(value)
@@ -217,6 +220,23 @@ def _networks(env, name):
     return tuple(nets)
 
 
+def _flag(env, name) -> bool:
+    value = _get(env, name).lower()
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigError(f"{name} must be 1 or 0, got {value!r}")
+
+
+def _metrics_token(env) -> str:
+    token = _get(env, "METRICS_TOKEN")
+    # A short token could be guessed by whoever can reach /metrics; the value itself is never printed.
+    if token and (len(token) < 16 or any(c.isspace() or not c.isprintable() for c in token)):
+        raise ConfigError("METRICS_TOKEN must be at least 16 printable characters without spaces")
+    return token
+
+
 def _mongodb_uri(env) -> tuple[str, str]:
     uri = _get(env, "MONGODB_URI")
     db_name = _get(env, "DB_NAME")
@@ -301,5 +321,7 @@ def _parse(env: dict, demo: bool, port: int | None) -> Config:
         log_level=_choice(env, "LOG_LEVEL", "INFO", LOG_LEVELS, upper=True),
         operator_name=_get(env, "OPERATOR_NAME"),
         operator_contact=_get(env, "OPERATOR_CONTACT"),
+        metrics=_flag(env, "METRICS"),
+        metrics_token=_metrics_token(env),
         demo=demo,
     )

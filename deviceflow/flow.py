@@ -57,6 +57,8 @@ RESERVED_TOKEN_FIELDS = frozenset({
 
 PENDING, APPROVED, DENIED, DELIVERED = "pending", "approved", "denied", "delivered"
 MODE_CLIENT_CREDENTIALS, MODE_DEVICE = "client_credentials", "device"
+# Chains of refresh tokens adopted from another server (the PHP one) are named so.
+IMPORTED_CHAIN_PREFIX = "imported-"
 
 
 # --- errors the device sees (RFC 6749 §5.2, RFC 8628 §3.5), each knowing its status
@@ -434,11 +436,10 @@ class DeviceFlow:
         access_token, refresh_token = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         common = {"usage_points": usage_points, "client_id": client_id, "chain": chain, "scope": scope}
         if parent is None:
-            self.store.put("chain", chain, {"revoked": False, "usage_points": usage_points}, refresh_ttl)
+            self.store.put("chain", chain, _chain_record(usage_points), refresh_ttl)
         self.store.put("access", digest(access_token), common, ACCESS_TOKEN_LIFETIME)
-        self.store.put("refresh", digest(refresh_token),
-                       {**common, "parent": parent, "successor": None, "retired": False,
-                        "expires": consent_expires}, refresh_ttl)
+        self.store.put("refresh", digest(refresh_token), _refresh_record(common, parent, consent_expires),
+                       refresh_ttl)
         return {
             "access_token": access_token,
             "refresh_token": refresh_token,
@@ -447,6 +448,21 @@ class DeviceFlow:
             "usage_points_id": ",".join(usage_points),
             "scope": scope,
         }
+
+    def adopt(self, refresh_token: str, usage_points: list[str], expires: float, scope: str = "") -> bool:
+        """File a refresh token issued by another server (the PHP one) as the
+        start of its own chain, so that the device refreshes with it as if we
+        had minted it. False when it is already filed (re-runs change nothing,
+        a revoked import stays revoked) or already expired."""
+        key = digest(refresh_token)
+        ttl = expires - self.clock()
+        if ttl <= 0:
+            return False
+        # The chain id follows from the token, so a re-run finds the same chain.
+        chain = IMPORTED_CHAIN_PREFIX + key[:32]
+        common = {"usage_points": usage_points, "client_id": self.config.client_id, "chain": chain, "scope": scope}
+        self.store.add("chain", chain, _chain_record(usage_points), ttl)
+        return self.store.add("refresh", key, _refresh_record(common, None, expires), ttl)
 
     def refresh(self, client_id: str, refresh_token: str, usage_points_id: str | None = None) -> dict:
         """Rotate a refresh token. The previous one keeps working until the new
@@ -501,6 +517,15 @@ class DeviceFlow:
         if token is None or chain is None or chain.get("revoked"):
             raise InvalidToken("the access token is unknown, expired or revoked")
         return token
+
+
+def _chain_record(usage_points: list[str]) -> dict:
+    """One consent: every refresh token rotated from it shares it, and revoking it ends them all."""
+    return {"revoked": False, "usage_points": usage_points}
+
+
+def _refresh_record(common: dict, parent: str | None, expires: float) -> dict:
+    return {**common, "parent": parent, "successor": None, "retired": False, "expires": expires}
 
 
 def _loggable(value) -> str:

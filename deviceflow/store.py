@@ -22,6 +22,7 @@ import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterator
 
 log = logging.getLogger("deviceflow.store")
 
@@ -37,6 +38,14 @@ def digest(secret: str) -> str:
 
 class Store:
     """The interface the flow, the upstream client and the tools rely on."""
+
+    # Called (no argument) each time an operation fails with StoreUnavailable:
+    # the metrics count store errors through it.
+    on_error = None
+
+    def _failed(self) -> None:
+        if self.on_error is not None:
+            self.on_error()
 
     def put(self, kind: str, key: str, value: dict, ttl: float) -> None:
         """Write (or overwrite) a record living `ttl` seconds."""
@@ -71,6 +80,11 @@ class Store:
 
     def count(self, kind: str) -> int:
         """Live records of a kind."""
+        raise NotImplementedError
+
+    def scan(self, kind: str) -> Iterator[tuple[str, dict]]:
+        """Every live record of a kind as (key, value), in no particular order.
+        For the operator's tools (revoke by usage point, stats), not for requests."""
         raise NotImplementedError
 
     def purge(self) -> int:
@@ -140,6 +154,7 @@ class SQLiteStore(Store):
                 except sqlite3.Error:
                     pass
             log.warning("store error: %s", exc)
+            self._failed()
             raise StoreUnavailable("the store is not available") from exc
 
     def _run(self, sql: str, args=()) -> sqlite3.Cursor:
@@ -214,6 +229,11 @@ class SQLiteStore(Store):
         return self._run("SELECT COUNT(*) FROM records WHERE kind = ? AND expires_at > ?",
                          (kind, self.clock())).fetchone()[0]
 
+    def scan(self, kind):
+        rows = self._run("SELECT key, value FROM records WHERE kind = ? AND expires_at > ?",
+                         (kind, self.clock())).fetchall()
+        return ((key, json.loads(value)) for key, value in rows)
+
     def purge(self):
         return self._run("DELETE FROM records WHERE expires_at <= ?", (self.clock(),)).rowcount
 
@@ -260,6 +280,7 @@ class MongoStore(Store):
             raise
         except self.errors.PyMongoError as exc:
             log.warning("store error: %s", type(exc).__name__)
+            self._failed()
             raise StoreUnavailable("the store is not available") from exc
 
     def _at(self, offset: float = 0.0) -> datetime:
@@ -328,6 +349,12 @@ class MongoStore(Store):
     def count(self, kind):
         with self._errors():
             return self.col.count_documents({"kind": kind, "exp": {"$gt": self._at()}})
+
+    def scan(self, kind):
+        prefix = len(kind) + 1
+        with self._errors():
+            docs = list(self.col.find({"kind": kind, "exp": {"$gt": self._at()}}, {"v": 1}))
+        return ((doc["_id"][prefix:], doc["v"]) for doc in docs)
 
     def purge(self):
         with self._errors():

@@ -10,6 +10,7 @@ parameters), `redirect()` (303, built from the Host header) and
 from __future__ import annotations
 
 import functools
+import hmac
 import ipaddress
 import json
 import logging
@@ -25,12 +26,14 @@ from deviceflow.config import Config
 from deviceflow.flow import (DEVICE_CODE_GRANT, REFRESH_TOKEN_GRANT, DeviceFlow, InvalidRequest, OAuthError,
                              PageError, TemporarilyUnavailable, UnsupportedGrantType, check_user_agent,
                              format_user_code)
+from deviceflow.metrics import Metrics
 from deviceflow.passthrough import Passthrough
 from deviceflow.store import Store, StoreUnavailable, open_store
 from deviceflow.texts import TEXTS, pick_language
 from deviceflow.upstream import UpstreamError
 
 log = logging.getLogger("deviceflow.web")
+access_log = logging.getLogger("deviceflow.access")
 
 MAX_BODY = 64 * 1024
 MAX_VALUE = 4096
@@ -159,13 +162,40 @@ class ClientAddress:
         return self.app(environ, start_response)
 
 
+class AccessLog:
+    """WSGI middleware: one INFO line per request on `deviceflow.access` with
+    the client address, method, route template (never the raw path or the
+    query string, which carry codes and tokens), status and duration."""
+
+    def __init__(self, app, clock=time.perf_counter):
+        self.app = app
+        self.clock = clock
+
+    def __call__(self, environ, start_response):
+        started = self.clock()
+        status = []
+
+        def recording_start_response(status_line, headers, exc_info=None):
+            status.append(status_line.split(" ", 1)[0])
+            return start_response(status_line, headers, exc_info)
+
+        try:
+            return self.app(environ, recording_start_response)
+        finally:
+            route = environ.get("bottle.route")
+            access_log.info("%s %s %s %s %.1fms", environ.get("REMOTE_ADDR", "") or "-",
+                            ascii_only(environ.get("REQUEST_METHOD", "")), route.rule if route else "-",
+                            status[-1] if status else "-", (self.clock() - started) * 1000)
+
+
 class Web:
     """The Bottle application and the few things its routes share."""
 
-    def __init__(self, config: Config, store: Store, flow: DeviceFlow):
+    def __init__(self, config: Config, store: Store, flow: DeviceFlow, metrics: Metrics | None = None):
         self.config = config
         self.store = store
         self.flow = flow
+        self.metrics = metrics or Metrics()
         self.secure_cookies = config.base_url.startswith("https://")
         authorize = urlsplit(config.authorization_endpoint)
         self.csp = ("default-src 'none'; style-src 'self'; img-src 'self'; script-src 'self'; "
@@ -260,8 +290,10 @@ class Web:
         def device_code():
             check_user_agent(self.config, bottle.request.get_header("User-Agent"))
             form = read_form(bottle.request.environ)
-            return flow.start(form.get("client_id", ""), form.get("client_secret", ""),
-                              form.get("scope", ""), bottle.request.get_header("User-Agent", ""))
+            codes = flow.start(form.get("client_id", ""), form.get("client_secret", ""),
+                               form.get("scope", ""), bottle.request.get_header("User-Agent", ""))
+            self.metrics.flows.labels("started").inc()
+            return codes
 
         @app.get("/device")
         @app.get("/auth/verify_code")
@@ -304,7 +336,9 @@ class Web:
             except InvalidRequest:
                 return self.error_page(PageError("bad_request"))
             except PageError as error:
+                self.metrics.flows.labels("denied" if error.reason == "denied" else "failed").inc()
                 return self.error_page(error)
+            self.metrics.flows.labels("approved").inc()
             return self.page("done", usage_points=approved.get("usage_points") or [])
 
         @app.post("/device/token")
@@ -314,10 +348,14 @@ class Web:
             form = read_form(bottle.request.environ)
             grant = form.get("grant_type", "")
             if grant == DEVICE_CODE_GRANT:
-                return flow.poll(form.get("client_id", ""), form.get("device_code", ""))
+                with self.metrics.answer(self.metrics.polls):
+                    tokens = flow.poll(form.get("client_id", ""), form.get("device_code", ""))
+                self.metrics.flows.labels("delivered").inc()
+                return tokens
             if grant == REFRESH_TOKEN_GRANT:
-                return flow.refresh(form.get("client_id", ""), form.get("refresh_token", ""),
-                                    form.get("usage_points_id"))
+                with self.metrics.answer(self.metrics.refreshes):
+                    return flow.refresh(form.get("client_id", ""), form.get("refresh_token", ""),
+                                        form.get("usage_points_id"))
             if not grant:
                 raise InvalidRequest("grant_type is required")
             raise UnsupportedGrantType("grant_type must be the device_code or refresh_token grant")
@@ -361,6 +399,18 @@ class Web:
             except StoreUnavailable:
                 return json_response({**body, "status": "unavailable"}, 503)
             return json_response(body)
+
+        if self.config.metrics or self.config.metrics_token:
+            @app.get("/metrics")
+            def metrics():
+                """Prometheus text format; with METRICS_TOKEN, only for `Authorization: Bearer <token>`."""
+                token = self.config.metrics_token
+                if token and not hmac.compare_digest(bottle.request.get_header("Authorization", "").encode(),
+                                                     f"Bearer {token}".encode()):
+                    return json_response({"error": "invalid_token", "error_description": "metrics need the token"},
+                                         401, {"WWW-Authenticate": 'Bearer realm="metrics"'})
+                body, content_type = self.metrics.exposition()
+                return bottle.HTTPResponse(body, headers={"Content-Type": content_type, "Cache-Control": "no-store"})
 
         @app.get("/static/<name:path>")
         def static(name):
@@ -408,18 +458,21 @@ class Web:
 
 
 def make_app(config: Config, store: Store | None = None, upstream=None, simulator=None, clock=time.time,
-             passthrough=None):
+             passthrough=None, metrics: Metrics | None = None):
     """The WSGI application, with the trusted-proxy middleware in front.
 
     `passthrough` (the generic token-endpoint client) is built from the
-    configuration unless given."""
+    configuration unless given. Pass `metrics` to share it with the Enedis
+    client; otherwise the app has its own."""
     store = store or open_store(config, clock)
     passthrough = passthrough or Passthrough(config)
+    metrics = metrics or Metrics(store, clock)
+    store.on_error = metrics.store_errors.inc
     flow = DeviceFlow(config, store, upstream, clock, passthrough=passthrough)
-    web = Web(config, store, flow)
+    web = Web(config, store, flow, metrics)
     if simulator is not None:
         from deviceflow.config import DEMO_PREFIX
         web.app.mount(DEMO_PREFIX + "/", simulator.app)
-    wsgi = ClientAddress(web.app, config.trusted_proxies)
+    wsgi = ClientAddress(AccessLog(web.app), config.trusted_proxies)
     wsgi.web = web  # tests and tools reach the flow and the store through it
     return wsgi

@@ -1,5 +1,7 @@
 """Small steps of the flow that many tests repeat, written as a device and a browser would do them."""
 
+import hashlib
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
@@ -42,3 +44,13 @@ def tokens_for(app, usage_points=PRM1):
     code = get_code(app)
     consent(app, code["user_code"], usage_points)
     return poll(app, code["device_code"]).json
+
+
+# --- the PHP server's cache (fixtures/php/cache.csv, a real psql export)
+
+PHP_CSV = Path(__file__).parent / "fixtures" / "php" / "cache.csv"
+
+
+def php_token(n):
+    """The refresh tokens in fixtures/php/cache.csv: sha256("php refresh token N") in hex."""
+    return hashlib.sha256(f"php refresh token {n}".encode()).hexdigest()

@@ -159,3 +159,20 @@ def test_the_php_servers_dotenv_works_as_is(tmp_path, caplog, mongo_store):
     consent = app.post("/auth/verify_code", dict(form.submit_fields()))
     assert "redirect_uri=https%3A%2F%2Fexample.com%2Fappli%2FAuth" in consent.headers["Location"]
     assert app.get("/healthz").json["store"] == "mongodb"
+
+def test_metrics_are_off_by_default_and_the_token_is_never_shown():
+    assert load({"CLIENT_ID": "abc"}, dotenv_path=None).metrics is False
+    c = load({"CLIENT_ID": "abc", "METRICS": "1", "METRICS_TOKEN": "scrape-token-0123456789"}, dotenv_path=None)
+    assert c.metrics is True and c.metrics_token == "scrape-token-0123456789"
+    assert "scrape-token" not in repr(c) and "metrics_token='***'" in repr(c)
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("METRICS", "maybe", "METRICS must be 1 or 0"),
+    ("METRICS_TOKEN", "short", "METRICS_TOKEN must be at least 16"),
+    ("METRICS_TOKEN", "sixteen chars with spaces", "METRICS_TOKEN must be at least 16"),
+])
+def test_bad_metrics_settings_are_refused_without_echoing_the_token(name, value, message):
+    with pytest.raises(ConfigError, match=message) as error:
+        load({"CLIENT_ID": "abc", name: value}, dotenv_path=None)
+    assert name != "METRICS_TOKEN" or value not in str(error.value)

@@ -90,6 +90,18 @@ def test_delete_and_purge(any_store, clock):
     assert any_store.count("a") == 1
 
 
+def test_scan_lists_the_live_records_of_one_kind(any_store, clock):
+    any_store.put("chain", "c1", {"usage_points": ["1"]}, 100)
+    any_store.put("chain", "c:2", {"usage_points": ["2"]}, 100)
+    any_store.put("chain", "old", {"usage_points": ["3"]}, 10)
+    any_store.put("refresh", "r1", {"chain": "c1"}, 100)
+    any_store.incr("chain", "n", 100)
+    clock.advance(20)
+    assert sorted(any_store.scan("chain")) == [("c1", {"usage_points": ["1"]}), ("c:2", {"usage_points": ["2"]}),
+                                               ("n", 1)]
+    assert list(any_store.scan("nothing")) == []
+
+
 def test_ping_answers(any_store):
     any_store.ping()
 
@@ -133,8 +145,11 @@ def test_sqlite_errors_become_store_unavailable_and_it_recovers(tmp_path):
     blocker.execute("BEGIN EXCLUSIVE")
     store.busy_timeout = 0.1
     store.close()  # the next call opens a connection with the short timeout
+    failures = []
+    store.on_error = lambda: failures.append(1)
     with pytest.raises(StoreUnavailable):
         store.put("a", "2", {"x": 2}, 60)
+    assert failures == [1]
     blocker.rollback()
     blocker.close()
     store.put("a", "2", {"x": 2}, 60)
@@ -156,6 +171,18 @@ def test_mongodb_errors_become_store_unavailable(mongo_store):
         mongo_store.get("a", "1")
     with pytest.raises(StoreUnavailable):
         mongo_store.ping()
+    with pytest.raises(StoreUnavailable):
+        mongo_store.scan("chain")
+
+
+def test_each_store_error_is_reported_to_the_hook(mongo_store):
+    failures = []
+    mongo_store.on_error = lambda: failures.append(1)
+    mongo_store.col = BrokenCollection()
+    for _ in range(2):
+        with pytest.raises(StoreUnavailable):
+            mongo_store.get("a", "1")
+    assert len(failures) == 2
 
 
 @pytest.mark.mongodb
