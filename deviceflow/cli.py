@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import csv
 import logging
+import os
 import sys
 import time
 from urllib.parse import urlsplit
@@ -28,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
     serve.add_argument("--demo", action="store_true",
                        help="mount a simulated Enedis on the same port and point every endpoint at it")
+    serve.add_argument("--options", metavar="PATH",
+                       help="Home Assistant add-on options file (JSON) to read first; .env and the environment win")
 
     importer = commands.add_parser(
         "import-php", help="import the refresh tokens of the PHP server (devices keep working without a new consent)")
@@ -62,8 +65,11 @@ def setup_logging(level: str) -> None:
 
 def load_config(args) -> configuration.Config:
     """The configuration, or one clear line and exit 2."""
+    # OPTIONS_PATH: the add-on image sets it, so that the operator's tools read the add-on's options too.
+    options_path = getattr(args, "options", None) or os.environ.get("OPTIONS_PATH") or None
     try:
-        return configuration.load(demo=getattr(args, "demo", False), port=getattr(args, "port", None))
+        return configuration.load(demo=getattr(args, "demo", False), port=getattr(args, "port", None),
+                                  options_path=options_path)
     except configuration.ConfigError as error:
         print(f"deviceflow: configuration error: {error}", file=sys.stderr)
         raise SystemExit(2) from None

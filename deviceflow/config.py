@@ -8,6 +8,7 @@ environment winning. Nothing else in the package reads `os.environ`.
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 import math
 import os
@@ -129,20 +130,29 @@ def redact_uri(uri: str) -> str:
 
 
 def load(environ: dict | None = None, dotenv_path: str | os.PathLike | None = ".env",
-         demo: bool = False, port: int | None = None) -> Config:
-    """Build the configuration: `.env` first, the environment winning.
+         demo: bool = False, port: int | None = None,
+         options_path: str | os.PathLike | None = None) -> Config:
+    """Build the configuration: add-on options first, then `.env`, the environment winning.
 
     `demo` points every Enedis endpoint at the built-in simulator mounted on this
     server; `port` (the one served) fixes the default BASE_URL in that case.
+    `options_path` names a Home Assistant add-on options file (see `read_options`).
     """
-    env: dict[str, str] = {}
+    env: dict[str, str] = read_options(options_path) if options_path else {}
+    from_options = set(env)
+    dotenv: dict[str, str] = {}
     if dotenv_path and Path(dotenv_path).is_file():
-        env.update({k: v or "" for k, v in dotenv_values(dotenv_path).items()})
-    ignored = sorted(k for k in env if k not in KNOWN_NAMES)
-    env.update(os.environ if environ is None else environ)
+        dotenv = {k: v or "" for k, v in dotenv_values(dotenv_path).items()}
+    ignored = sorted(k for k in dotenv if k not in KNOWN_NAMES)
+    for layer in (dotenv, os.environ if environ is None else environ):
+        env.update(layer)
+        from_options -= set(layer)
     if ignored:
         log.info("ignoring settings this server does not use: %s", ", ".join(ignored))
-    return _parse(env, demo=demo, port=port)
+    try:
+        return _parse(env, demo=demo, port=port)
+    except ConfigError as error:
+        raise _blame_option(error, from_options, options_path) from None
 
 
 def _get(env, name, default=""):
@@ -325,3 +335,72 @@ def _parse(env: dict, demo: bool, port: int | None) -> Config:
         metrics_token=_metrics_token(env),
         demo=demo,
     )
+
+
+# --- Home Assistant add-on options ------------------------------------------
+# The Supervisor writes the options a user set in the add-on's page to
+# /data/options.json (optional ones left empty are absent). Each maps to one
+# setting of SPEC section 2, so the add-on and a plain install share one parser.
+
+OPTION_NAMES = {
+    "base_url": "BASE_URL",
+    "client_id": "CLIENT_ID",
+    "client_secret": "CLIENT_SECRET",
+    "external_client_id": "EXTERNAL_CLIENT_ID",
+    "flow": "FLOW",
+    "enedis_authorize_version": "ENEDIS_AUTHORIZE_VERSION",
+    "enedis_api_mode": "ENEDIS_API_MODE",
+    "mongodb_uri": "MONGODB_URI",
+    "log_level": "LOG_LEVEL",
+}
+# The add-on names the modes; FLOW keeps the PHP server's values.
+FLOW_OPTIONS = {"client_credentials": "", "device": "DEVICE"}
+OPTIONS_STORE_NAME = "deviceflow.sqlite3"
+
+
+def read_options(path: str | os.PathLike) -> dict[str, str]:
+    """Settings (SPEC names) from an add-on options file.
+
+    The embedded store defaults to a file beside it, i.e. /data/deviceflow.sqlite3
+    in the add-on, on the volume the Supervisor keeps and backs up.
+    """
+    path = Path(path)
+    try:
+        options = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"options file {path} not found") from None
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"options file {path} is not valid JSON "
+                          f"(line {error.lineno}, column {error.colno})") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"options file {path} cannot be read ({type(error).__name__})") from None
+    if not isinstance(options, dict):
+        raise ConfigError(f"options file {path} must hold a JSON object")
+    env = {"SQLITE_PATH": str(path.parent / OPTIONS_STORE_NAME)}
+    for option, value in options.items():
+        name = OPTION_NAMES.get(option)
+        if name is None:
+            raise ConfigError(f"options file {path}: unknown option {option!r} "
+                              f"(known: {', '.join(OPTION_NAMES)})")
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            # never echo the value: it may be the secret
+            raise ConfigError(f"options file {path}: option {option} must be text")
+        if option == "flow":
+            if value not in FLOW_OPTIONS:
+                raise ConfigError(f"options file {path}: option flow must be one of "
+                                  f"{', '.join(FLOW_OPTIONS)}, got {value!r}")
+            value = FLOW_OPTIONS[value]
+        env[name] = value
+    return env
+
+
+def _blame_option(error: ConfigError, from_options: set[str], options_path) -> ConfigError:
+    """Name the add-on option behind a bad setting, so that the user knows what to fix."""
+    named = re.match(r"[A-Z][A-Z0-9_]*", str(error))
+    name = named.group(0) if named else ""
+    if name not in from_options:
+        return error
+    option = next((o for o, n in OPTION_NAMES.items() if n == name), name)
+    return ConfigError(f"{error} (option {option} in {options_path})")

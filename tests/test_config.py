@@ -1,5 +1,6 @@
 """Configuration: SPEC §2 names and defaults, validation, secrets kept out of sight."""
 
+import json
 import logging
 
 import pytest
@@ -176,3 +177,82 @@ def test_bad_metrics_settings_are_refused_without_echoing_the_token(name, value,
     with pytest.raises(ConfigError, match=message) as error:
         load({"CLIENT_ID": "abc", name: value}, dotenv_path=None)
     assert name != "METRICS_TOKEN" or value not in str(error.value)
+
+
+# --- Home Assistant add-on options (/data/options.json) ---------------------
+
+ADDON_OPTIONS = {"base_url": "https://enedis.example.org", "client_id": "enedis-app", "client_secret": "s3cr3t-opt",
+                 "flow": "client_credentials", "enedis_authorize_version": "v2", "enedis_api_mode": "new",
+                 "log_level": "debug"}
+
+
+@pytest.fixture
+def options_file(tmp_path):
+    """Write an options file as the Supervisor would, in a folder standing for /data."""
+    def write(text=None, **options):
+        path = tmp_path / "data" / "options.json"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text if text is not None else json.dumps({**ADDON_OPTIONS, **options}))
+        return path
+    return write
+
+
+def test_addon_options_map_to_the_spec_settings(options_file):
+    path = options_file(external_client_id="domoticz-linky, other")
+    c = load({}, dotenv_path=None, options_path=path)
+    assert (c.base_url, c.client_id, c.client_secret) == ("https://enedis.example.org", "enedis-app", "s3cr3t-opt")
+    assert c.allowed_client_ids == {"enedis-app", "domoticz-linky", "other"}
+    assert c.flow == "" and not c.device_mode
+    assert c.authorization_endpoint.endswith("/dataconnect/v2/oauth2/authorize") and c.enedis_api_mode == "new"
+    assert c.log_level == "DEBUG"
+    assert c.redirect_uri == "https://enedis.example.org/auth/redirect"
+    # the embedded store lives beside the options file: /data/deviceflow.sqlite3 in the add-on
+    assert (c.db_type, c.sqlite_path) == ("sqlite", str(path.parent / "deviceflow.sqlite3"))
+
+
+def test_addon_device_mode_and_mongodb(options_file):
+    path = options_file(flow="device", mongodb_uri="mongodb://db.local:27017/enedis")
+    c = load({}, dotenv_path=None, options_path=path)
+    assert c.flow == "DEVICE" and c.device_mode
+    assert (c.db_type, c.mongodb_db) == ("mongodb", "enedis")
+
+
+def test_dotenv_and_environment_win_over_addon_options(options_file, tmp_path):
+    path = options_file(flow="device")
+    env_file = tmp_path / ".env"
+    env_file.write_text("CLIENT_ID=from-dotenv\nSQLITE_PATH=/tmp/elsewhere.sqlite3\n")
+    c = load({"BASE_URL": "https://from-env.example.org", "FLOW": ""}, dotenv_path=env_file, options_path=path)
+    assert (c.base_url, c.client_id, c.flow) == ("https://from-env.example.org", "from-dotenv", "")
+    assert c.sqlite_path == "/tmp/elsewhere.sqlite3"
+    assert c.client_secret == "s3cr3t-opt"
+
+
+@pytest.mark.parametrize("text, expected", [
+    ('{"base_url": "https://x.example.org",', "is not valid JSON (line 1"),
+    ('["client_id"]', "must hold a JSON object"),
+    ('{"client_id": "a", "clientid": "b"}', "unknown option 'clientid'"),
+    ('{"client_id": "a", "flow": "implicit"}', "option flow must be one of client_credentials, device"),
+    ('{"client_id": "a", "client_secret": 12345678}', "option client_secret must be text"),
+])
+def test_a_malformed_options_file_names_the_file_and_the_option(options_file, text, expected):
+    path = options_file(text)
+    with pytest.raises(ConfigError) as error:
+        load({}, dotenv_path=None, options_path=path)
+    assert str(path) in str(error.value) and expected in str(error.value)
+    assert "12345678" not in str(error.value)
+
+
+def test_a_bad_option_value_names_the_option_unless_the_environment_overrides_it(options_file):
+    path = options_file(base_url="homeassistant.local:8080", client_secret="s3cr3t-opt")
+    with pytest.raises(ConfigError) as error:
+        load({}, dotenv_path=None, options_path=path)
+    message = str(error.value)
+    assert message.startswith("BASE_URL must be an http(s) URL") and f"(option base_url in {path})" in message
+    assert "s3cr3t-opt" not in message
+    assert load({"BASE_URL": "http://192.0.2.5:8080"}, dotenv_path=None, options_path=path).base_url == \
+        "http://192.0.2.5:8080"
+
+
+def test_a_missing_options_file_is_an_error(tmp_path):
+    with pytest.raises(ConfigError, match="options file .*nowhere.json not found"):
+        load({}, dotenv_path=None, options_path=tmp_path / "nowhere.json")
