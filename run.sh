@@ -3,9 +3,19 @@
 #   ./run.sh --demo            serve with the built-in Enedis simulator on :8080
 #   ./run.sh [--port N] ...    serve with the configuration from .env / the environment
 #   ./run.sh test [pytest args] run the test suite
+# In the Home Assistant add-on image, run.sh sits alone at / (no pyproject.toml
+# beside it) and starts the installed package with the add-on options.
+# OPTIONS_PATH names an add-on options file (default /data/options.json in the
+# image); .env and the environment still win over it.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
+# --- add-on image: the package is installed, there is nothing to build ---
+if [ ! -f "$here/pyproject.toml" ]; then
+  exec deviceflow serve --options "${OPTIONS_PATH:-/data/options.json}" "$@"
+fi
+
 venv="$here/.venv"
 
 if [ ! -x "$venv/bin/python" ]; then
@@ -15,7 +25,7 @@ fi
 stamp="$venv/.deviceflow-installed"
 if [ ! -f "$stamp" ] || [ "$here/pyproject.toml" -nt "$stamp" ]; then
   "$venv/bin/python" -m pip install --quiet --upgrade pip
-  "$venv/bin/python" -m pip install --quiet -e "$here[test]"
+  "$venv/bin/python" -m pip install --quiet -e "${here}[test]"
   touch "$stamp"
 fi
 
@@ -23,5 +33,9 @@ cd "$here"
 if [ "${1:-}" = "test" ]; then
   shift
   exec "$venv/bin/python" -m pytest "$@"
+fi
+# --- a clone started with an add-on options file ---
+if [ -n "${OPTIONS_PATH:-}" ]; then
+  exec "$venv/bin/python" -m deviceflow serve --options "$OPTIONS_PATH" "$@"
 fi
 exec "$venv/bin/python" -m deviceflow serve "$@"
