@@ -75,7 +75,23 @@ def app(make_web, config):
 
 
 @pytest.fixture
-def live_server(tmp_path_factory):
+def processes():
+    """Server processes a test starts (append them): stopped at teardown."""
+    import subprocess
+
+    started = []
+    yield started
+    for process in started:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+@pytest.fixture
+def live_server(tmp_path_factory, processes):
     """Start `deviceflow serve --demo` on 127.0.0.1 in a subprocess; a factory
     taking extra environment, returning the base URL. Stopped at teardown."""
     import os
@@ -86,7 +102,7 @@ def live_server(tmp_path_factory):
 
     import requests
 
-    started = []
+    started = processes
 
     def start(sqlite_path=None, port=None, **env):
         workdir = tmp_path_factory.mktemp("live")  # no stray .env is picked up
@@ -115,11 +131,4 @@ def live_server(tmp_path_factory):
         raise RuntimeError(f"server did not start: {(workdir / 'server.log').read_text()[-2000:]}")
 
     start.processes = started
-    yield start
-    for process in started:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(5)
-            except subprocess.TimeoutExpired:
-                process.kill()
+    return start

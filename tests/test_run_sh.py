@@ -73,26 +73,13 @@ def clone_run_sh(tmp_path):
     return clone / "run.sh"
 
 
-@pytest.fixture
-def started():
-    processes = []
-    yield processes
-    for process in processes:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-
-
-def serve(started, run_sh, options_path, cwd):
+def serve(processes, run_sh, options_path, cwd):
     port = free_port()
     log = cwd / "server.log"
     process = subprocess.Popen(["bash", str(run_sh), "--host", "127.0.0.1", "--port", str(port)], cwd=cwd,
                                env=clean_env(OPTIONS_PATH=str(options_path)), stdin=subprocess.DEVNULL,
                                stdout=subprocess.DEVNULL, stderr=open(log, "wb"))
-    started.append(process)
+    processes.append(process)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and process.poll() is None:
@@ -104,8 +91,8 @@ def serve(started, run_sh, options_path, cwd):
     raise AssertionError(f"run.sh did not serve: {log.read_text()[-2000:]}")
 
 
-def test_in_the_image_run_sh_serves_with_the_addon_options(started, image_run_sh, data_dir, tmp_path):
-    base = serve(started, image_run_sh, data_dir(), cwd=tmp_path)
+def test_in_the_image_run_sh_serves_with_the_addon_options(processes, image_run_sh, data_dir, tmp_path):
+    base = serve(processes, image_run_sh, data_dir(), cwd=tmp_path)
     health = requests.get(f"{base}/healthz", timeout=5).json()
     assert (health["status"], health["flow"], health["authorize_version"]) == ("ok", "client_credentials", "v2")
     metadata = requests.get(f"{base}/.well-known/oauth-authorization-server", timeout=5).json()
@@ -121,8 +108,8 @@ def test_in_the_image_run_sh_serves_with_the_addon_options(started, image_run_sh
     assert "s3cr3t-opt" not in (tmp_path / "server.log").read_text()
 
 
-def test_from_a_clone_run_sh_serves_with_an_options_file(started, clone_run_sh, data_dir, tmp_path):
-    base = serve(started, clone_run_sh, data_dir(flow="device", enedis_api_mode="legacy"), cwd=tmp_path)
+def test_from_a_clone_run_sh_serves_with_an_options_file(processes, clone_run_sh, data_dir, tmp_path):
+    base = serve(processes, clone_run_sh, data_dir(flow="device", enedis_api_mode="legacy"), cwd=tmp_path)
     health = requests.get(f"{base}/healthz", timeout=5).json()
     assert (health["flow"], health["api_mode"]) == ("device", "legacy")
     assert requests.get(f"{base}/.well-known/oauth-authorization-server", timeout=5).json()["issuer"] == \
