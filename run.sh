@@ -6,7 +6,7 @@
 # In the Home Assistant add-on image, run.sh sits alone at / (no pyproject.toml
 # beside it) and starts the installed package with the add-on options.
 # OPTIONS_PATH names an add-on options file (default /data/options.json in the
-# image); .env and the environment still win over it.
+# image; read by deviceflow itself from a clone); .env and the environment win over it.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -33,9 +33,5 @@ cd "$here"
 if [ "${1:-}" = "test" ]; then
   shift
   exec "$venv/bin/python" -m pytest "$@"
-fi
-# --- a clone started with an add-on options file ---
-if [ -n "${OPTIONS_PATH:-}" ]; then
-  exec "$venv/bin/python" -m deviceflow serve --options "$OPTIONS_PATH" "$@"
 fi
 exec "$venv/bin/python" -m deviceflow serve "$@"

@@ -162,3 +162,21 @@ def test_purge_deletes_expired_records(env, capsys):
     code, out, _ = run(capsys, "purge")
     assert code == 0 and out == "purged 1 expired records\n"
     assert run(capsys, "purge")[1] == "purged 0 expired records\n"
+
+
+# --- in the Home Assistant add-on image
+
+def test_in_the_addon_image_the_operator_tools_read_the_addon_options(env, capsys, monkeypatch, tmp_path):
+    """The image sets OPTIONS_PATH=/data/options.json: `deviceflow stats` finds the add-on's store."""
+    for name in env:
+        monkeypatch.delenv(name)
+    options = tmp_path / "data" / "options.json"
+    options.parent.mkdir()
+    options.write_text('{"base_url": "https://enedis.example.org", "client_id": "enedis-app", "client_secret": "x"}')
+    monkeypatch.setenv("OPTIONS_PATH", str(options))
+    code, out, _ = run(capsys, "stats")
+    assert code == 0 and f"store: sqlite {tmp_path / 'data' / 'deviceflow.sqlite3'}" in out
+    options.write_text("{")
+    code, _, err = run(capsys, "purge")
+    assert code == 2
+    assert err == f"deviceflow: configuration error: options file {options} is not valid JSON (line 1, column 2)\n"
