@@ -1,0 +1,333 @@
+"""The Enedis client in client_credentials mode: the proxy's own token, the
+outbound budget, and the data calls that `/data/proxy` forwards.
+
+Every DomoticzLinky install asks for its data between 08:00 and 09:00, and all
+of them share one Enedis application quota, so:
+
+- the client_credentials token lives in the store, where every instance finds
+  it; it is fetched by one thread of one instance at a time (a lock record in
+  the store plus an in-process lock), renewed shortly before it expires, and
+  renewed once when Enedis answers 401;
+- no more than ENEDIS_MAX_CALLS_PER_SECOND calls leave all the instances
+  sharing the store: each call reserves a slot in a one-second window counted
+  in the store, at most BUDGET_WAIT seconds ahead, and waits for it;
+- data paths are an allow-list: the URL sent to Enedis is built from a known
+  path, never joined with what the device sent.
+
+No Bottle in here: the web layer renders what `fetch_v5` answers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Mapping
+
+import requests
+
+from deviceflow import translate
+from deviceflow.config import Config
+from deviceflow.store import Store
+from deviceflow.upstream import UpstreamBadAnswer, UpstreamError, UpstreamTimeout, make_session, send
+
+log = logging.getLogger("deviceflow.enedis")
+
+# The v5 data APIs a device may ask through /data/proxy/, exactly as written
+# after that prefix: anything else is unknown, whatever its encoding.
+V5_PATHS = frozenset({
+    translate.DAILY_CONSUMPTION,
+    translate.CONSUMPTION_LOAD_CURVE,
+    translate.DAILY_CONSUMPTION_MAX_POWER,
+    translate.DAILY_PRODUCTION,
+    translate.PRODUCTION_LOAD_CURVE,
+    translate.USAGE_POINTS_CONTRACTS,
+    translate.USAGE_POINTS_ADDRESSES,
+    translate.IDENTITY,
+    translate.CONTACT_DATA,
+})
+
+CLIENT_CREDENTIALS_GRANT = "client_credentials"
+SOURCE_LEGACY, SOURCE_NEW = "legacy", "new"
+
+# A call that cannot get a slot within this many seconds is answered 429 (SPEC §2).
+BUDGET_WAIT = 10
+# The token is renewed this long before Enedis says it expires (a tenth of its
+# life for short-lived tokens), so no call goes out with a token about to die.
+TOKEN_RENEW_MARGIN = 300
+# When Enedis gives no usable expires_in.
+DEFAULT_TOKEN_LIFETIME = 600
+# How often an instance waiting for another instance's token fetch looks again.
+LOCK_POLL = 0.05
+# When an Enedis 429 says nothing about when to come back.
+DEFAULT_RETRY_AFTER = 60
+MAX_RETRY_AFTER = 86400
+
+TOKEN_KIND, TOKEN_KEY, TOKEN_LOCK_KEY = "enedis", "token", "token-lock"
+BUDGET_KIND = "budget"
+
+
+class UpstreamBusy(UpstreamError):
+    """No call to Enedis now: the outbound budget is spent, or Enedis throttles us."""
+    status, error = 429, "too_many_requests"
+
+    def __init__(self, description: str, retry_after: int):
+        super().__init__(description)
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What Enedis answered a data call, ready to be sent back to the device.
+
+    `source` is "legacy" (v5 forwarded) or "new" (Data Connect 2026,
+    translated); `retry_after` (seconds) accompanies a 429."""
+    status: int
+    body: bytes
+    content_type: str
+    source: str
+    retry_after: int | None = None
+
+
+def data_path(raw_path: str, prefix: str = "/data/proxy/") -> str | None:
+    """The v5 path named by a request path as the client sent it (not decoded),
+    or None when it is not exactly one of the known APIs: `..`, `//host`,
+    `@host`, `\\`, a scheme or any percent-encoding never match."""
+    if not raw_path.startswith(prefix):
+        return None
+    path = raw_path[len(prefix):]
+    return path if path in V5_PATHS else None
+
+
+class EnedisClient:
+    """Calls to Enedis with the proxy's own client_credentials token.
+
+    Public API:
+    - `fetch_v5(path, query) -> Answer`: a v5 data request, answered per
+      ENEDIS_API_MODE (for now: forwarded as is);
+    - `call(method, url, **kwargs) -> requests.Response`: any Enedis API call,
+      with the token, within the budget, renewed and retried once on a 401;
+    - `access_token(stale=None) -> str`: the shared token, fetched once;
+    - `wait_for_slot()`: reserve a place in the outbound budget, or UpstreamBusy.
+    Failures are UpstreamError subclasses (502, 504, 429) or StoreUnavailable.
+    """
+
+    def __init__(self, config: Config, store: Store, session: requests.Session | None = None,
+                 clock=time.time, sleep=time.sleep):
+        self.config = config
+        self.store = store
+        self.session = session or make_session(config)
+        self.clock = clock
+        self.sleep = sleep
+        self._token_lock = threading.Lock()
+        rate = config.enedis_max_calls_per_second
+        # Under one call a second, a window is as long as one call's share.
+        self.window = max(1.0, 1.0 / rate)
+        self.per_window = max(1, math.floor(rate * self.window + 1e-9))
+        # A lock record outlives a crashed holder by no more than one token call.
+        self.lock_ttl = sum(config.timeouts) + BUDGET_WAIT + 5
+        if config.enedis_api_mode != "legacy":
+            log.info("ENEDIS_API_MODE=%s: v5 data requests are forwarded as is until the 2026 translation is "
+                     "wired in", config.enedis_api_mode)
+
+    # --- data
+
+    def fetch_v5(self, path: str, query: Mapping[str, str]) -> Answer:
+        """A v5 data request (`path` from V5_PATHS) answered as a v5 client expects.
+        Empty query parameters are left out, as Enedis refuses them."""
+        if path not in V5_PATHS:
+            raise ValueError("not a known v5 data path")
+        params = [(name, value) for name, value in query.items() if value != ""]
+        # ENEDIS_API_MODE: the one place where `new` and `auto` will ask the
+        # Data Connect 2026 APIs through deviceflow.translate (to_new, to_v5,
+        # should_fall_back) and answer with source SOURCE_NEW.
+        return self._forward_v5(path, params)
+
+    def _forward_v5(self, path: str, params: list[tuple[str, str]]) -> Answer:
+        started = time.monotonic()
+        response = self.call("GET", f"{self.config.data_endpoint}/{path}", params=params)
+        log.info("enedis %s -> %d in %.2fs", path, response.status_code, time.monotonic() - started)
+        return self._answer(response, SOURCE_LEGACY)
+
+    def _answer(self, response: requests.Response, source: str) -> Answer:
+        status = response.status_code
+        if status == 401:
+            # Still refused with a token fetched a moment ago: the proxy's
+            # credentials are at fault, not the device's token, so no 401
+            # (DomoticzLinky would refresh its token and try again, forever).
+            raise UpstreamBadAnswer("Enedis refused the proxy's access token")
+        if 300 <= status < 400:
+            raise UpstreamBadAnswer(f"Enedis answered {status} (a redirect, not followed)")
+        body, content_type = response.content, response.headers.get("Content-Type", "")
+        if not _is_json(body):
+            if status < 400:
+                raise UpstreamBadAnswer(f"Enedis answered {status} with a body that is not JSON")
+            body = json.dumps({"error": "upstream_error",
+                               "error_description": f"Enedis answered {status} with a body that is not JSON"}).encode()
+            content_type = "application/json"
+        retry_after = retry_after_of(response, self.clock()) if status == 429 else None
+        return Answer(status, body, content_type or "application/json", source, retry_after)
+
+    # --- any call
+
+    def call(self, method: str, url: str, **kwargs) -> requests.Response:
+        """One Enedis API call with the proxy's token: within the budget,
+        renewed once and retried once when Enedis answers 401."""
+        token = self.access_token()
+        response = self._send(method, url, token, **kwargs)
+        if response.status_code == 401:
+            log.info("Enedis refused the cached token: renewing it")
+            token = self.access_token(stale=token)
+            response = self._send(method, url, token, **kwargs)
+        return response
+
+    def _send(self, method: str, url: str, token: str, headers: dict | None = None, **kwargs) -> requests.Response:
+        self.wait_for_slot()
+        return send(self.session, self.config, method, url,
+                    headers={**(headers or {}), "Authorization": f"Bearer {token}"}, **kwargs)
+
+    # --- the shared token
+
+    def access_token(self, stale: str | None = None) -> str:
+        """The client_credentials token every instance shares. `stale` is a
+        token Enedis has just refused: another one is returned (fetched, or
+        already fetched by someone else)."""
+        token = self._cached(stale)
+        if token:
+            return token
+        with self._token_lock:  # one thread per process goes on...
+            token = self._cached(stale)
+            if token:
+                return token
+            return self._fetch_once(stale)
+
+    def _cached(self, stale: str | None) -> str | None:
+        record = self.store.get(TOKEN_KIND, TOKEN_KEY)
+        token = record.get("access_token") if record else None
+        return token if token and token != stale else None
+
+    def _fetch_once(self, stale: str | None) -> str:
+        """...and one process among those sharing the store fetches."""
+        deadline = self.clock() + self.lock_ttl
+        while not self.store.add(TOKEN_KIND, TOKEN_LOCK_KEY, {"since": self.clock()}, self.lock_ttl):
+            self.sleep(LOCK_POLL)
+            token = self._cached(stale)
+            if token:
+                return token
+            if self.clock() > deadline:
+                raise UpstreamTimeout("the Enedis token is taking too long to come")
+        try:
+            return self._cached(stale) or self._fetch_token()
+        finally:
+            self.store.delete(TOKEN_KIND, TOKEN_LOCK_KEY)
+
+    def _fetch_token(self) -> str:
+        self.wait_for_slot()
+        response = send(self.session, self.config, "POST", self.config.token_endpoint_v3,
+                        data={"grant_type": CLIENT_CREDENTIALS_GRANT, "client_id": self.config.client_id,
+                              "client_secret": self.config.client_secret})
+        status = response.status_code
+        if status == 429:
+            raise UpstreamBusy("Enedis is throttling the proxy, retry later", retry_after_of(response, self.clock()))
+        if status != 200:
+            log.warning("the Enedis token endpoint answered %d", status)
+            if status in (400, 401, 403):
+                raise UpstreamBadAnswer("Enedis refused the proxy's client credentials")
+            raise UpstreamBadAnswer(f"the Enedis token endpoint answered {status}")
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        token = body.get("access_token") if isinstance(body, dict) else None
+        if not isinstance(token, str) or not token:
+            raise UpstreamBadAnswer("the Enedis token answer holds no access_token")
+        lifetime = _seconds(body.get("expires_in"), DEFAULT_TOKEN_LIFETIME)
+        self.store.put(TOKEN_KIND, TOKEN_KEY, {"access_token": token},
+                       lifetime - min(TOKEN_RENEW_MARGIN, lifetime / 10))
+        log.info("new Enedis client_credentials token, valid %ds", lifetime)
+        return token
+
+    # --- the outbound budget
+
+    def wait_for_slot(self) -> None:
+        """Take a slot in the budget shared through the store and wait for it:
+        the first window (this one or one of the next) still holding room,
+        no further than BUDGET_WAIT seconds ahead; UpstreamBusy if none."""
+        now = self.clock()
+        window = int(now // self.window)
+        while window * self.window <= now + BUDGET_WAIT:
+            start, end = window * self.window, (window + 1) * self.window
+            if self.store.incr(BUDGET_KIND, str(window), end - now + 1) <= self.per_window:
+                if start > now:
+                    self.sleep(start - now)
+                return
+            window += 1
+        log.warning("outbound budget spent for the next %ds", BUDGET_WAIT)
+        raise UpstreamBusy("the proxy's budget of calls to Enedis is spent, retry later", BUDGET_WAIT)
+
+
+# --- helpers
+
+def _is_json(body: bytes) -> bool:
+    try:
+        json.loads(body)
+    except ValueError:  # UnicodeDecodeError included
+        return False
+    return True
+
+
+def _seconds(value, default: int) -> int:
+    """`expires_in` as Enedis sends it: a number, or a string of digits."""
+    try:
+        seconds = int(float(value))
+    except (TypeError, ValueError):
+        return default
+    return seconds if seconds > 0 else default
+
+
+_NEXT_ACCESS = re.compile(r'nextAccessTime\\?"\s*:\s*\\?"([^"\\]+)')
+_ENEDIS_TIME = re.compile(r"(\d{4})-([A-Za-z]{3})-(\d{2}) (\d{2}):(\d{2}):(\d{2})\s*(?:([+-])(\d{2}):?(\d{2}))?")
+_MONTHS = {m: i for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun",
+                                      "jul", "aug", "sep", "oct", "nov", "dec"), 1)}
+
+
+def parse_next_access_time(text: str) -> float | None:
+    """The epoch of Enedis's `nextAccessTime` ("2026-Jul-18 05:00:00+0000 UTC",
+    found anywhere in a 429 body, even inside an escaped JSON string), or None."""
+    found = _NEXT_ACCESS.search(text)
+    if not found:
+        return None
+    value = found.group(1).strip()
+    match = _ENEDIS_TIME.match(value)
+    try:
+        if match:
+            year, month, day, hour, minute, second, sign, off_h, off_m = match.groups()
+            if month.lower() not in _MONTHS:
+                return None
+            moment = datetime(int(year), _MONTHS[month.lower()], int(day), int(hour), int(minute), int(second),
+                              tzinfo=timezone.utc)
+            offset = (int(off_h) * 3600 + int(off_m) * 60) * (-1 if sign == "-" else 1) if sign else 0
+            return moment.timestamp() - offset
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()
+
+
+def retry_after_of(response: requests.Response, now: float) -> int:
+    """Seconds a device should wait after an Enedis 429: until `nextAccessTime`
+    when the body names it, else Enedis's own Retry-After, else a minute."""
+    moment = parse_next_access_time(response.content.decode("utf-8", "replace"))
+    if moment is not None:
+        return int(min(MAX_RETRY_AFTER, max(1, math.ceil(moment - now))))
+    header = response.headers.get("Retry-After", "").strip()
+    if header.isdigit():
+        return int(min(MAX_RETRY_AFTER, max(1, int(header))))
+    return DEFAULT_RETRY_AFTER
