@@ -23,14 +23,15 @@ import bottle
 
 from deviceflow import __version__
 from deviceflow.config import Config
-from deviceflow.flow import (DEVICE_CODE_GRANT, REFRESH_TOKEN_GRANT, DeviceFlow, InvalidRequest, OAuthError,
-                             PageError, TemporarilyUnavailable, UnsupportedGrantType, check_user_agent,
+from deviceflow.enedis import data_path
+from deviceflow.flow import (DEVICE_CODE_GRANT, REFRESH_TOKEN_GRANT, DeviceFlow, InsufficientScope, InvalidRequest,
+                             OAuthError, PageError, TemporarilyUnavailable, UnsupportedGrantType, check_user_agent,
                              format_user_code)
 from deviceflow.metrics import Metrics
 from deviceflow.passthrough import Passthrough
 from deviceflow.store import Store, StoreUnavailable, open_store
 from deviceflow.texts import TEXTS, pick_language
-from deviceflow.upstream import UpstreamError
+from deviceflow.upstream import UpstreamError, UpstreamUnreachable
 
 log = logging.getLogger("deviceflow.web")
 access_log = logging.getLogger("deviceflow.access")
@@ -41,6 +42,8 @@ BROWSER_COOKIE = "deviceflow_browser"
 LANG_COOKIE = "deviceflow_lang"
 # Paths whose callers are programs: their errors are JSON, never pages.
 DEVICE_PREFIXES = ("/device/", "/data/", "/.well-known/", "/healthz")
+DATA_PROXY_PREFIX = "/data/proxy/"
+VIA = f"1.1 deviceflow/{__version__}"
 
 
 def _resource_dir(name: str) -> Path:
@@ -96,6 +99,21 @@ def query_params(environ) -> dict[str, str]:
     return parse_pairs(environ.get("QUERY_STRING", ""), "query string")
 
 
+def raw_path(environ) -> str:
+    """The request path as the client sent it. PATH_INFO is already decoded
+    (waitress turns %2F into / and %2e into .), so the raw target is read
+    from REQUEST_URI (waitress) or RAW_URI (gunicorn) when the server gives it."""
+    raw = environ.get("REQUEST_URI") or environ.get("RAW_URI")
+    if raw is None:
+        return environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+    return raw.split("?", 1)[0]
+
+
+def bearer_token(header: str | None) -> str | None:
+    scheme, _, token = (header or "").strip().partition(" ")
+    return (token.strip() or None) if scheme.lower() == "bearer" else None
+
+
 def ascii_only(text: str) -> str:
     return "".join(c if 32 <= ord(c) < 127 else "?" for c in text)[:64]
 
@@ -116,7 +134,19 @@ def device_response(body: bytes | str, status: int, content_type: str,
     return response
 
 
-def error_response(error: OAuthError) -> bottle.HTTPResponse:
+class NotFound(OAuthError):
+    error, status = "not_found", 404
+
+
+def data_response(answer) -> bottle.HTTPResponse:
+    """An Enedis answer (deviceflow.enedis.Answer) as the device gets it."""
+    headers = {"Via": VIA, "X-Enedis-Proxy-Source": answer.source}
+    if answer.retry_after:
+        headers["Retry-After"] = str(answer.retry_after)
+    return device_response(answer.body, answer.status, answer.content_type, headers)
+
+
+def error_response(error: OAuthError | UpstreamError) -> bottle.HTTPResponse:
     headers = {}
     if error.status == 401 and error.error == "invalid_token":
         headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
@@ -370,6 +400,21 @@ class Web:
             forwarded = flow.passthrough.forward_refresh(form, client_id)
             return device_response(forwarded.body, forwarded.status, forwarded.content_type)
 
+        @app.get(DATA_PROXY_PREFIX + "<path:path>")
+        @device
+        def data_proxy(path):
+            """Metering data of a usage point the token holds, fetched with the proxy's own Enedis token."""
+            try:
+                answer = self.fetch_data(path)
+            except (OAuthError, UpstreamError) as error:
+                self.metrics.data_call(error.status)
+                raise
+            except StoreUnavailable:
+                self.metrics.data_call(503)
+                raise
+            self.metrics.data_call(answer.status, answer.source)
+            return data_response(answer)
+
         @app.get("/.well-known/oauth-authorization-server")
         def metadata():
             base = self.config.base_url
@@ -418,6 +463,24 @@ class Web:
 
         for status in (400, 404, 405, 413, 500):
             app.error(status)(self.framework_error)
+
+    def fetch_data(self, path: str):
+        """/data/proxy: a known v5 path, a token holding the usage point, then Enedis."""
+        environ = bottle.request.environ
+        if data_path(raw_path(environ), DATA_PROXY_PREFIX) != path:
+            raise NotFound("no such Enedis data API")
+        check_user_agent(self.config, bottle.request.get_header("User-Agent"))
+        query = query_params(environ)
+        token = self.flow.authenticate(bearer_token(bottle.request.get_header("Authorization")))
+        usage_point = query.get("usage_point_id")
+        if not usage_point:
+            raise InvalidRequest("usage_point_id is required")
+        if usage_point not in token["usage_points"]:
+            raise InsufficientScope("this usage point is not covered by the access token")
+        fetch_v5 = getattr(self.flow.upstream, "fetch_v5", None)
+        if fetch_v5 is None:
+            raise UpstreamUnreachable("no Enedis client is configured")
+        return fetch_v5(path, query)
 
     def confirm_page(self, typed: str, state: str):
         try:
