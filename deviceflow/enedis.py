@@ -11,6 +11,9 @@ of them share one Enedis application quota, so:
 - no more than ENEDIS_MAX_CALLS_PER_SECOND calls leave all the instances
   sharing the store: each call reserves a slot in a one-second window counted
   in the store, at most BUDGET_WAIT seconds ahead, and waits for it;
+- data calls waiting on Enedis (or on the budget) hold a server thread each,
+  so they may take at most three quarters of THREADS: the rest stays free for
+  /device/token polls, which must never queue behind them;
 - data paths are an allow-list: the URL sent to Enedis is built from a known
   path, never joined with what the device sent.
 
@@ -62,6 +65,8 @@ BUDGET_WAIT = 10
 TOKEN_RENEW_MARGIN = 300
 # When Enedis gives no usable expires_in.
 DEFAULT_TOKEN_LIFETIME = 600
+# Share of THREADS kept free from data calls (at least two threads).
+RESERVED_THREADS_SHARE = 4
 # How often an instance waiting for another instance's token fetch looks again.
 LOCK_POLL = 0.05
 # When an Enedis 429 says nothing about when to come back.
@@ -125,6 +130,8 @@ class EnedisClient:
         self.clock = clock
         self.sleep = sleep
         self._token_lock = threading.Lock()
+        reserved = max(2, config.threads // RESERVED_THREADS_SHARE)
+        self._data_calls = threading.BoundedSemaphore(max(1, config.threads - reserved))
         rate = config.enedis_max_calls_per_second
         # Under one call a second, a window is as long as one call's share.
         self.window = max(1.0, 1.0 / rate)
@@ -138,15 +145,20 @@ class EnedisClient:
     # --- data
 
     def fetch_v5(self, path: str, query: Mapping[str, str]) -> Answer:
-        """A v5 data request (`path` from V5_PATHS) answered as a v5 client expects.
-        Empty query parameters are left out, as Enedis refuses them."""
+        """A v5 data request (`path` from V5_PATHS, empty query parameters
+        left out) answered as a v5 client expects."""
         if path not in V5_PATHS:
             raise ValueError("not a known v5 data path")
         params = [(name, value) for name, value in query.items() if value != ""]
-        # ENEDIS_API_MODE: the one place where `new` and `auto` will ask the
-        # Data Connect 2026 APIs through deviceflow.translate (to_new, to_v5,
-        # should_fall_back) and answer with source SOURCE_NEW.
-        return self._forward_v5(path, params)
+        if not self._data_calls.acquire(blocking=False):
+            raise UpstreamBusy("too many data requests are waiting for Enedis, retry later", BUDGET_WAIT)
+        try:
+            # ENEDIS_API_MODE: the one place where `new` and `auto` will ask the
+            # Data Connect 2026 APIs through deviceflow.translate (to_new, to_v5,
+            # should_fall_back) and answer with source SOURCE_NEW.
+            return self._forward_v5(path, params)
+        finally:
+            self._data_calls.release()
 
     def _forward_v5(self, path: str, params: list[tuple[str, str]]) -> Answer:
         started = time.monotonic()
@@ -167,8 +179,8 @@ class EnedisClient:
         if not _is_json(body):
             if status < 400:
                 raise UpstreamBadAnswer(f"Enedis answered {status} with a body that is not JSON")
-            body = json.dumps({"error": "upstream_error",
-                               "error_description": f"Enedis answered {status} with a body that is not JSON"}).encode()
+            description = f"Enedis answered {status} with a body that is not JSON"
+            body = json.dumps({"error": "upstream_error", "error_description": description}).encode()
             content_type = "application/json"
         retry_after = retry_after_of(response, self.clock()) if status == 429 else None
         return Answer(status, body, content_type or "application/json", source, retry_after)

@@ -75,6 +75,15 @@ def app(make_web, config):
 
 
 @pytest.fixture
+def enedis_mock():
+    """Enedis as `responses`: any call not registered fails as unreachable."""
+    import responses
+
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield mock
+
+
+@pytest.fixture
 def processes():
     """Server processes a test starts (append them): stopped at teardown."""
     import subprocess

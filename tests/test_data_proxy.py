@@ -49,12 +49,6 @@ RAW_ONLY_ATTACKS = {
 
 
 @pytest.fixture
-def enedis_mock():
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        yield mock
-
-
-@pytest.fixture
 def make_proxy(make_web, config, sqlite_store, clock):
     def make(config=config, sleep=clock.advance):
         return make_web(config, upstream=EnedisClient(config, sqlite_store, clock=clock, sleep=sleep))
@@ -273,7 +267,7 @@ def test_without_an_enedis_client_the_route_is_502(app, enedis_mock):
 # --- many devices at once
 
 def test_fifty_concurrent_requests_fetch_one_enedis_token(make_proxy, make_config, enedis_mock):
-    proxy = make_proxy(make_config(ENEDIS_MAX_CALLS_PER_SECOND="100"), sleep=time.sleep)
+    proxy = make_proxy(make_config(ENEDIS_MAX_CALLS_PER_SECOND="100", THREADS="100"), sleep=time.sleep)
     token = tokens_for(proxy, PRM1)["access_token"]
 
     def slow_token(request):

@@ -24,12 +24,6 @@ METER_READING = {"meter_reading": {"usage_point_id": PRM, "interval_reading": [{
 
 
 @pytest.fixture
-def enedis_mock():
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        yield mock
-
-
-@pytest.fixture
 def make_client(config, sqlite_store, clock):
     def make(config=config, store=sqlite_store, sleep=clock.advance):
         return EnedisClient(config, store, clock=clock, sleep=sleep)
@@ -226,6 +220,33 @@ def test_token_and_data_calls_both_count_against_the_budget(enedis_mock, make_cl
     with pytest.raises(UpstreamBusy):
         client.fetch_v5(LOAD_CURVE, QUERY)
     assert len(enedis_mock.calls) == 1 + BUDGET_WAIT
+
+
+def test_data_calls_leave_threads_free_for_polls(enedis_mock, make_client, make_config):
+    """THREADS=4 keeps two threads from data calls: a third call waiting on Enedis is 429 at once."""
+    inside, release = threading.Semaphore(0), threading.Event()
+
+    def slow_enedis(request):
+        inside.release()
+        release.wait(10)
+        return 200, {}, json.dumps(METER_READING)
+    enedis_token(enedis_mock)
+    enedis_mock.add_callback(responses.GET, LOAD_CURVE_URL, callback=slow_enedis)
+    client = make_client(config=make_config(THREADS="4"))
+    answers = []
+    waiting = [threading.Thread(target=lambda: answers.append(client.fetch_v5(LOAD_CURVE, QUERY).status))
+               for _ in range(2)]
+    for thread in waiting:
+        thread.start()
+    assert inside.acquire(timeout=10) and inside.acquire(timeout=10)
+    with pytest.raises(UpstreamBusy) as caught:
+        client.fetch_v5(LOAD_CURVE, QUERY)
+    assert caught.value.status == 429 and caught.value.retry_after == BUDGET_WAIT
+    release.set()
+    for thread in waiting:
+        thread.join(10)
+    assert answers == [200, 200]
+    assert client.fetch_v5(LOAD_CURVE, QUERY).status == 200  # the places are given back
 
 
 # --- data calls
