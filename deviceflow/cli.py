@@ -78,11 +78,13 @@ def load_config(args) -> configuration.Config:
 def build_app(config: configuration.Config):
     """The WSGI app with its store, upstream client and, in demo mode, the simulator."""
     from deviceflow.enedis import EnedisClient
+    from deviceflow.metrics import Metrics
     from deviceflow.store import open_store
     from deviceflow.web import make_app
 
     store = open_store(config)
-    enedis = EnedisClient(config, store)
+    metrics = Metrics(store)  # one for the routes and the Enedis client
+    enedis = EnedisClient(config, store, metrics=metrics)
     simulator = None
     if config.demo:
         from deviceflow.simulator import Simulator
@@ -90,7 +92,7 @@ def build_app(config: configuration.Config):
         # Real Enedis sends the person back to the URL registered on DataHub: the simulator plays that part.
         simulator = Simulator(f"{config.base_url}{configuration.DEMO_PREFIX}", client_id=config.client_id,
                               redirect_uri=config.redirect_uri)
-    return make_app(config, store, upstream=enedis, simulator=simulator)
+    return make_app(config, store, upstream=enedis, simulator=simulator, metrics=metrics)
 
 
 def serve(args) -> int:

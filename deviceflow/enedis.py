@@ -36,8 +36,10 @@ import requests
 
 from deviceflow import translate
 from deviceflow.config import Config
+from deviceflow.metrics import Metrics
 from deviceflow.store import Store
-from deviceflow.upstream import UpstreamBadAnswer, UpstreamError, UpstreamTimeout, make_session, send
+from deviceflow.upstream import (UpstreamBadAnswer, UpstreamError, UpstreamTimeout, UpstreamUnreachable,
+                                 make_session, send)
 
 log = logging.getLogger("deviceflow.enedis")
 
@@ -115,20 +117,23 @@ class EnedisClient:
     Public API:
     - `fetch_v5(path, query) -> Answer`: a v5 data request, answered per
       ENEDIS_API_MODE (for now: forwarded as is);
-    - `call(method, url, **kwargs) -> requests.Response`: any Enedis API call,
-      with the token, within the budget, renewed and retried once on a 401;
+    - `call(method, url, api="data", **kwargs) -> requests.Response`: any
+      Enedis API call, with the token, within the budget, renewed and retried
+      once on a 401; `api` names it in the metrics (data, subscribed_services);
     - `access_token(stale=None) -> str`: the shared token, fetched once;
     - `wait_for_slot()`: reserve a place in the outbound budget, or UpstreamBusy.
     Failures are UpstreamError subclasses (502, 504, 429) or StoreUnavailable.
+    Every call made and every wait for the budget is counted in `metrics`.
     """
 
     def __init__(self, config: Config, store: Store, session: requests.Session | None = None,
-                 clock=time.time, sleep=time.sleep):
+                 clock=time.time, sleep=time.sleep, metrics: Metrics | None = None):
         self.config = config
         self.store = store
         self.session = session or make_session(config)
         self.clock = clock
         self.sleep = sleep
+        self.metrics = metrics or Metrics()
         self._token_lock = threading.Lock()
         reserved = max(2, config.threads // RESERVED_THREADS_SHARE)
         self._data_calls = threading.BoundedSemaphore(max(1, config.threads - reserved))
@@ -187,21 +192,34 @@ class EnedisClient:
 
     # --- any call
 
-    def call(self, method: str, url: str, **kwargs) -> requests.Response:
+    def call(self, method: str, url: str, api: str = "data", headers: dict | None = None,
+             **kwargs) -> requests.Response:
         """One Enedis API call with the proxy's token: within the budget,
         renewed once and retried once when Enedis answers 401."""
+        def attempt(token: str) -> requests.Response:
+            authorized = {**(headers or {}), "Authorization": f"Bearer {token}"}
+            return self._send(api, method, url, headers=authorized, **kwargs)
+
         token = self.access_token()
-        response = self._send(method, url, token, **kwargs)
+        response = attempt(token)
         if response.status_code == 401:
             log.info("Enedis refused the cached token: renewing it")
-            token = self.access_token(stale=token)
-            response = self._send(method, url, token, **kwargs)
+            response = attempt(self.access_token(stale=token))
         return response
 
-    def _send(self, method: str, url: str, token: str, headers: dict | None = None, **kwargs) -> requests.Response:
+    def _send(self, api: str, method: str, url: str, **kwargs) -> requests.Response:
+        """Every call to Enedis: a slot of the budget, then the request, counted."""
         self.wait_for_slot()
-        return send(self.session, self.config, method, url,
-                    headers={**(headers or {}), "Authorization": f"Bearer {token}"}, **kwargs)
+        try:
+            response = send(self.session, self.config, method, url, **kwargs)
+        except UpstreamTimeout:
+            self.metrics.enedis_call(api, "timeout")
+            raise
+        except UpstreamUnreachable:
+            self.metrics.enedis_call(api, "unreachable")
+            raise
+        self.metrics.enedis_call(api, response.status_code)
+        return response
 
     # --- the shared token
 
@@ -239,10 +257,9 @@ class EnedisClient:
             self.store.delete(TOKEN_KIND, TOKEN_LOCK_KEY)
 
     def _fetch_token(self) -> str:
-        self.wait_for_slot()
-        response = send(self.session, self.config, "POST", self.config.token_endpoint_v3,
-                        data={"grant_type": CLIENT_CREDENTIALS_GRANT, "client_id": self.config.client_id,
-                              "client_secret": self.config.client_secret})
+        response = self._send("token", "POST", self.config.token_endpoint_v3,
+                              data={"grant_type": CLIENT_CREDENTIALS_GRANT, "client_id": self.config.client_id,
+                                    "client_secret": self.config.client_secret})
         status = response.status_code
         if status == 429:
             raise UpstreamBusy("Enedis is throttling the proxy, retry later", retry_after_of(response, self.clock()))
@@ -276,10 +293,12 @@ class EnedisClient:
             start, end = window * self.window, (window + 1) * self.window
             if self.store.incr(BUDGET_KIND, str(window), end - now + 1) <= self.per_window:
                 if start > now:
+                    self.metrics.budget_wait("served")
                     self.sleep(start - now)
                 return
             window += 1
         log.warning("outbound budget spent for the next %ds", BUDGET_WAIT)
+        self.metrics.budget_wait("refused")
         raise UpstreamBusy("the proxy's budget of calls to Enedis is spent, retry later", BUDGET_WAIT)
 
 

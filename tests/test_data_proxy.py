@@ -331,3 +331,28 @@ def test_path_attacks_through_waitress_are_404_without_calling_enedis(proxy, dev
     for name, (status, body) in results.items():
         assert (status, json.loads(body)["error"]) == (404, "not_found"), name
     assert control == (200, V5_LOAD_CURVE)  # the same server does answer the genuine path
+
+
+# --- what operators see
+
+def test_data_calls_and_enedis_calls_are_counted(make_config, sqlite_store, clock, enedis_mock):
+    from deviceflow.metrics import Metrics
+    from deviceflow.web import make_app
+    from test_metrics import scrape
+
+    config, metrics = make_config(METRICS="1"), Metrics(sqlite_store, clock)
+    enedis = EnedisClient(config, sqlite_store, clock=clock, sleep=clock.advance, metrics=metrics)
+    app = TestApp(make_app(config, sqlite_store, upstream=enedis, clock=clock, metrics=metrics))
+    token = app.app.web.flow.mint([PRM1], "test-client")["access_token"]
+    enedis_mock.add(responses.POST, TOKEN_URL, json={"access_token": "enedis-token", "expires_in": "12600"})
+    enedis_mock.add(responses.GET, LOAD_CURVE_URL, status=401, json={"code": "900901"})
+    enedis_mock.add(responses.GET, LOAD_CURVE_URL, body=V5_LOAD_CURVE, content_type="application/json")
+
+    assert fetch(app, token).status_int == 200
+    assert fetch(app, token, usage_point=PRM2).status_int == 403
+    samples = scrape(app)
+    assert samples[("deviceflow_data_calls_total", ("legacy", "200"))] == 1
+    assert samples[("deviceflow_data_calls_total", ("none", "403"))] == 1
+    assert samples[("deviceflow_enedis_calls_total", ("token", "200"))] == 2  # the first one refused once
+    assert samples[("deviceflow_enedis_calls_total", ("data", "401"))] == 1
+    assert samples[("deviceflow_enedis_calls_total", ("data", "200"))] == 1

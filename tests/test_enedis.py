@@ -211,6 +211,20 @@ def test_budget_frees_up_as_time_passes(make_client, make_config, clock):
         client.wait_for_slot()
 
 
+def test_budget_waits_and_refusals_are_counted(make_client, make_config):
+    from deviceflow.metrics import Metrics
+    metrics = Metrics()
+    client = make_client(config=make_config(ENEDIS_MAX_CALLS_PER_SECOND="1"), sleep=lambda s: None)
+    client.metrics = metrics
+    for _ in range(BUDGET_WAIT + 1):
+        client.wait_for_slot()
+    with pytest.raises(UpstreamBusy):
+        client.wait_for_slot()
+    text = metrics.exposition()[0].decode()
+    assert f'deviceflow_enedis_budget_waits_total{{outcome="served"}} {BUDGET_WAIT}.0' in text
+    assert 'deviceflow_enedis_budget_waits_total{outcome="refused"} 1.0' in text
+
+
 def test_token_and_data_calls_both_count_against_the_budget(enedis_mock, make_client, make_config):
     enedis_token(enedis_mock)
     enedis_mock.add(responses.GET, LOAD_CURVE_URL, json=METER_READING)
@@ -304,6 +318,9 @@ def test_enedis_down_or_slow(enedis_mock, client, failure, error, status):
     with pytest.raises(error) as caught:
         client.fetch_v5(LOAD_CURVE, QUERY)
     assert caught.value.status == status
+    counted = "timeout" if status == 504 else "unreachable"
+    assert f'deviceflow_enedis_calls_total{{api="data",status="{counted}"}} 1.0' in \
+        client.metrics.exposition()[0].decode()
 
 
 def test_enedis_429_gives_retry_after_from_next_access_time(enedis_mock, client, clock):
