@@ -154,7 +154,8 @@ def main() -> int:
                 caller.join(150)
             report("loaded", latencies, answers)
             ms = sorted(1000 * v for v in data_latencies)
-            print(f"data calls meanwhile (polling phase took {elapsed:.1f} s): {len(ms)} answered, "
+            print(f"data calls, from the callers' start to their last answer (polls took {elapsed:.1f} s): "
+                  f"{len(ms)} answered, "
                   f"{dict(data_answers)}, latency p50 {percentile(ms, 0.5):.0f} ms  max {ms[-1]:.0f} ms")
         finally:
             server.terminate()
