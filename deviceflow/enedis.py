@@ -17,11 +17,18 @@ of them share one Enedis application quota, so:
 - data paths are an allow-list: the URL sent to Enedis is built from a known
   path, never joined with what the device sent.
 
+Since Data Connect 2026 (ENEDIS_API_MODE), a v5 request is answered by the
+v5 API as is (`legacy`), by the 2026 APIs translated to and from v5 with
+deviceflow.translate (`new`), or by the 2026 APIs with the v5 API as a
+fallback (`auto`). The v2 consent's `autorisation_id` is turned into usage
+points here too (`usage_points_for`).
+
 No Bottle in here: the web layer renders what `fetch_v5` answers.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import math
@@ -29,8 +36,9 @@ import re
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from typing import Mapping
+from zoneinfo import ZoneInfo
 
 import requests
 
@@ -39,7 +47,7 @@ from deviceflow.config import Config
 from deviceflow.metrics import Metrics
 from deviceflow.store import Store
 from deviceflow.upstream import (UpstreamBadAnswer, UpstreamError, UpstreamTimeout, UpstreamUnreachable,
-                                 make_session, send)
+                                 json_body, make_session, send)
 
 log = logging.getLogger("deviceflow.enedis")
 
@@ -59,6 +67,20 @@ V5_PATHS = frozenset({
 
 CLIENT_CREDENTIALS_GRANT = "client_credentials"
 SOURCE_LEGACY, SOURCE_NEW = "legacy", "new"
+MODE_LEGACY, MODE_NEW, MODE_AUTO = "legacy", "new", "auto"
+
+# The v2 consent: POST {DATA_ENDPOINT}/subscribed_services/v1 names the
+# usage points of an autorisationId (an int64). A share appears there a moment
+# after the person is sent back, so an empty list is asked again after these
+# pauses (seconds) while the person's browser waits.
+SUBSCRIBED_SERVICES = "subscribed_services/v1"
+SUBSCRIBED_STATES = ("ACTIF", "DEMANDE")
+SUBSCRIBED_RETRY_PAUSES = (0.5, 1.0, 1.5)
+AUTORISATION_ID = re.compile(r"[0-9]{1,19}")
+INT64_MAX = 2 ** 63 - 1
+USAGE_POINT = re.compile(r"[0-9]{14}")
+REDEEM_KIND = "redeem"
+ENEDIS_ZONE = ZoneInfo("Europe/Paris")  # the dates Enedis writes are French ones
 
 # A call that cannot get a slot within this many seconds is answered 429 (SPEC §2).
 BUDGET_WAIT = 10
@@ -116,7 +138,9 @@ class EnedisClient:
 
     Public API:
     - `fetch_v5(path, query) -> Answer`: a v5 data request, answered per
-      ENEDIS_API_MODE (for now: forwarded as is);
+      ENEDIS_API_MODE, in v5 shape;
+    - `usage_points_for(autorisation_id, started) -> list[str]`: the usage
+      points of a v2 consent (empty when Enedis has not registered it yet);
     - `call(method, url, api="data", **kwargs) -> requests.Response`: any
       Enedis API call, with the token, within the budget, renewed and retried
       once on a 401; `api` names it in the metrics (data, subscribed_services);
@@ -143,33 +167,85 @@ class EnedisClient:
         self.per_window = max(1, math.floor(rate * self.window + 1e-9))
         # A lock record outlives a crashed holder by no more than one token call.
         self.lock_ttl = sum(config.timeouts) + BUDGET_WAIT + 5
-        if config.enedis_api_mode != "legacy":
-            log.info("ENEDIS_API_MODE=%s: v5 data requests are forwarded as is until the 2026 translation is "
-                     "wired in", config.enedis_api_mode)
 
     # --- data
 
     def fetch_v5(self, path: str, query: Mapping[str, str]) -> Answer:
         """A v5 data request (`path` from V5_PATHS, empty query parameters
-        left out) answered as a v5 client expects."""
+        left out) answered as a v5 client expects, per ENEDIS_API_MODE."""
         if path not in V5_PATHS:
             raise ValueError("not a known v5 data path")
-        params = [(name, value) for name, value in query.items() if value != ""]
+        params = {name: value for name, value in query.items() if value != ""}
         if not self._data_calls.acquire(blocking=False):
             raise UpstreamBusy("too many data requests are waiting for Enedis, retry later", BUDGET_WAIT)
         try:
-            # ENEDIS_API_MODE: the one place where `new` and `auto` will ask the
-            # Data Connect 2026 APIs through deviceflow.translate (to_new, to_v5,
-            # should_fall_back) and answer with source SOURCE_NEW.
-            return self._forward_v5(path, params)
+            return self._by_mode(path, params)
         finally:
             self._data_calls.release()
 
-    def _forward_v5(self, path: str, params: list[tuple[str, str]]) -> Answer:
+    def _by_mode(self, path: str, params: dict[str, str]) -> Answer:
+        mode = self.config.enedis_api_mode
+        if mode == MODE_LEGACY:
+            return self._forward_v5(path, params)
+        try:
+            calls = translate.to_new(path, params)
+        except translate.RequestRejected as rejected:
+            # Enedis would refuse it too (the 2026 APIs with a 500 that hides why)
+            return Answer(rejected.status, json.dumps(rejected.body).encode(), "application/json", SOURCE_NEW)
+        if calls is None:
+            return self._forward_v5(path, params)
+        try:
+            answer = self._ask_new(path, params, calls)
+        except (UpstreamUnreachable, UpstreamTimeout, UpstreamBadAnswer) as error:
+            if mode == MODE_NEW:
+                raise
+            log.info("enedis %s: the 2026 API gave no answer (%s), asking v5", path, error.error)
+            return self._forward_v5(path, params)
+        if mode == MODE_NEW or not translate.should_fall_back(answer.status, answer.body):
+            return answer
+        log.info("enedis %s: the 2026 API answered %d, asking v5", path, answer.status)
+        legacy = self._forward_v5(path, params)
+        if legacy.status >= 400 and legacy.status != 429:
+            # v5 failing too (switched off: its 404 would read "no data" to
+            # DomoticzLinky), the 2026 answer says more.
+            return answer
+        return legacy
+
+    def _forward_v5(self, path: str, params: dict[str, str]) -> Answer:
         started = time.monotonic()
-        response = self.call("GET", f"{self.config.data_endpoint}/{path}", params=params)
+        response = self.call("GET", f"{self.config.data_endpoint}/{path}", params=list(params.items()))
         log.info("enedis %s -> %d in %.2fs", path, response.status_code, time.monotonic() - started)
         return self._answer(response, SOURCE_LEGACY)
+
+    def _ask_new(self, path: str, params: dict[str, str], calls: tuple[translate.NewCall, ...]) -> Answer:
+        """The Data Connect 2026 calls answering a v5 request, their answers
+        turned into the v5 one. The first call is the one that matters: without
+        an answer to it, UpstreamError; the others (a contract's synthesis and
+        metering) only add fields, and are left out when they fail."""
+        answers: list[tuple[int, bytes]] = []
+        for new_call in calls:
+            started = time.monotonic()
+            url = f"{self.config.data_endpoint}/{new_call.path}"
+            try:
+                response = self.call(new_call.method, url, params=list(new_call.query.items()))
+            except (UpstreamUnreachable, UpstreamTimeout):
+                if not answers:
+                    raise
+                break
+            status = response.status_code
+            log.info("enedis %s -> %d in %.2fs", new_call.path.split("/", 2)[0], status, time.monotonic() - started)
+            if status == 401:  # still, with a renewed token: see _answer
+                raise UpstreamBadAnswer("Enedis refused the proxy's access token")
+            if status == 429:
+                # A part of the answer throttled is no answer: the device retries later for all of it.
+                v5_status, body = translate.to_v5(path, params, [(status, response.content)])
+                return Answer(v5_status, json.dumps(body).encode(), "application/json", SOURCE_NEW,
+                              retry_after_of(response, self.clock()))
+            answers.append((status, response.content))
+            if len(answers) == 1 and not 200 <= status < 300:
+                break  # the others could not make up for it
+        status, body = translate.to_v5(path, params, answers)
+        return Answer(status, json.dumps(body).encode(), "application/json", SOURCE_NEW)
 
     def _answer(self, response: requests.Response, source: str) -> Answer:
         status = response.status_code
@@ -189,6 +265,71 @@ class EnedisClient:
             content_type = "application/json"
         retry_after = retry_after_of(response, self.clock()) if status == 429 else None
         return Answer(status, body, content_type or "application/json", source, retry_after)
+
+    # --- the v2 consent
+
+    def usage_points_for(self, autorisation_id: str, started: float | None = None) -> list[str]:
+        """The usage points of a v2 consent: every distinct `pointId` of its
+        ACTIF or DEMANDE services, asked again briefly while the list is
+        empty; [] when it still is. Raises ValueError for an id that is not
+        an Enedis autorisationId (nothing is sent), UpstreamError when Enedis
+        cannot say. `started` (epoch) is when the flow began: services that
+        started before it are flagged in the log."""
+        number = autorisation_number(autorisation_id)
+        services = self._subscribed_services(number)
+        for pause in SUBSCRIBED_RETRY_PAUSES:
+            if services:
+                break
+            self.sleep(pause)
+            services = self._subscribed_services(number)
+        points = list(dict.fromkeys(service["pointId"] for service in services))
+        if points:
+            self._log_redemption(number, points, services, started)
+        else:
+            log.info("v2 consent %s: Enedis lists no service for it yet", self._loggable_id(number))
+        return points
+
+    def _subscribed_services(self, number: int) -> list[dict]:
+        """The ACTIF or DEMANDE services of an autorisationId that name a usage point."""
+        response = self.call("POST", f"{self.config.data_endpoint}/{SUBSCRIBED_SERVICES}", api="subscribed_services",
+                             json={"autorisationId": number, "comptage": False})
+        status = response.status_code
+        if status == 429:
+            raise UpstreamBusy("Enedis is throttling the proxy, retry later", retry_after_of(response, self.clock()))
+        if status != 200:
+            log.warning("subscribed_services answered %d", status)
+            raise UpstreamBadAnswer(f"Enedis answered {status} to the subscribed services search")
+        body = json_body(response)
+        listed = body.get("serviceSouscrit") if isinstance(body, dict) else None
+        if listed is None and isinstance(body, dict):
+            listed = []  # an empty page may come without its list
+        if not isinstance(listed, list):
+            raise UpstreamBadAnswer("the subscribed services answer holds no list")
+        return [service for service in listed if isinstance(service, dict)
+                and service.get("etatCode") in SUBSCRIBED_STATES
+                and isinstance(service.get("pointId"), str) and USAGE_POINT.fullmatch(service["pointId"])]
+
+    def _log_redemption(self, number: int, points: list[str], services: list[dict], started: float | None) -> None:
+        """One line per redemption for the operator. Enedis gives the same id
+        when a person shares again, so a second redemption is normal (a
+        reinstall, a second device); an id typed by someone else is not, and
+        its services usually started before this flow did."""
+        name = self._loggable_id(number)
+        count = self.store.incr(REDEEM_KIND, name, self.config.duration_seconds)
+        begun = min((day for day in map(_day, (s.get("dateDebut") for s in services)) if day), default=None)
+        flow_day = datetime.fromtimestamp(started, ENEDIS_ZONE).date() if started is not None else None
+        if begun and flow_day and begun < flow_day:
+            log.warning("v2 consent %s redeemed (redemption %d) for usage points %s: its services started on %s, "
+                        "before this flow began; check that this person owns the meter", name, count,
+                        ",".join(points), begun.isoformat())
+        else:
+            log.info("v2 consent %s redeemed (redemption %d) for usage points %s", name, count, ",".join(points))
+
+    def _loggable_id(self, number: int) -> str:
+        """An autorisationId is short: a plain hash of it would be reversed in
+        seconds, so logs and the store get a digest keyed with the secret."""
+        key = (self.config.client_secret or self.config.client_id).encode()
+        return hmac.new(key, str(number).encode(), "sha256").hexdigest()[:12]
 
     # --- any call
 
@@ -303,6 +444,21 @@ class EnedisClient:
 
 
 # --- helpers
+
+def autorisation_number(autorisation_id: str) -> int:
+    """The v2 consent's `autorisation_id` as the int64 Enedis expects, or ValueError."""
+    text = autorisation_id if isinstance(autorisation_id, str) else ""
+    if not AUTORISATION_ID.fullmatch(text) or not 0 < int(text) <= INT64_MAX:
+        raise ValueError("autorisation_id must be a positive integer")
+    return int(text)
+
+
+def _day(value) -> date | None:
+    try:
+        return date.fromisoformat(value[:10]) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
 
 def _is_json(body: bytes) -> bool:
     try:

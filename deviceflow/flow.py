@@ -43,6 +43,9 @@ GUESSES_PER_ADDRESS_WINDOW = 15 * 60
 GUESSES_GLOBAL = 300
 GUESSES_GLOBAL_WINDOW = 3600
 
+# Seconds the person is told to wait before reloading when Enedis has not registered a v2 share yet.
+NO_USAGE_POINTS_RETRY = 5
+
 STATE_SUFFIX = re.compile(r"[A-Za-z0-9_-]{1,16}")
 USAGE_POINT = re.compile(r"\d{14}")
 USER_AGENT_VERSION = re.compile(r"^[^/\s]+/(\d+(?:\.\d+){0,2})(?:[\s;(]|$)")
@@ -331,9 +334,12 @@ class DeviceFlow:
 
         Raises PageError for a missing/replayed state, another browser, an
         expired flow, a refusal at Enedis, or an answer the proxy cannot use.
+        The state is spent only once the flow is settled, or cannot be: a v2
+        share that Enedis has not registered yet, or Enedis not answering,
+        leaves it, so that reloading the page tries again.
         """
         state = params.get("state") or ""
-        record = self.store.take("state", state) if state else None
+        record = self.store.get("state", state) if state else None
         if record is None:
             raise PageError("bad_state")
         if not browser_id or not hmac.compare_digest(record["browser"], digest(browser_id)):
@@ -346,30 +352,51 @@ class DeviceFlow:
             raise PageError("expired_code")
 
         if params.get("error"):
+            self._spend(state)
             self._settle(device_key, {"status": DENIED})
             log.info("consent refused at upstream (%s)", _loggable(params.get("error")))
             raise PageError("denied")
 
         if record["mode"] == MODE_DEVICE:
+            self._spend(state)  # an authorization code is good for one exchange, however it ends
             changes = self._exchange(params, flow, record, device_key)
         else:
             changes = {"usage_points": self._usage_points(params, record)}
+            self._spend(state)
         return self._settle(device_key, {"status": APPROVED, **changes})
+
+    def _spend(self, state: str) -> None:
+        """Take the state: what makes completion single-use. None means
+        another request with the same state got there first."""
+        if self.store.take("state", state) is None:
+            raise PageError("bad_state")
 
     def _usage_points(self, params: dict, record: dict) -> list[str]:
         if params.get("autorisation_id"):
-            if self.upstream is None:
-                raise PageError("upstream_unavailable", 502)
-            return self.upstream.usage_points_for(params["autorisation_id"], started=record["started"])
+            return self._shared_usage_points(params["autorisation_id"], record["started"])
         try:
             return parse_usage_points(params.get("usage_point_id", ""))
         except ValueError:
             raise PageError("bad_usage_points") from None
 
+    def _shared_usage_points(self, autorisation_id: str, started: float) -> list[str]:
+        """v2 consent: Enedis names the usage points, not the browser's URL."""
+        if self.upstream is None:
+            raise PageError("upstream_unavailable", 502)
+        try:
+            points = self.upstream.usage_points_for(autorisation_id, started=started)
+        except ValueError:
+            raise PageError("bad_usage_points") from None
+        except UpstreamError as error:
+            raise PageError("upstream_unavailable", error.status, getattr(error, "retry_after", None)) from None
+        if not points:
+            raise PageError("no_usage_points", 503, NO_USAGE_POINTS_RETRY)
+        return points
+
     def _exchange(self, params: dict, flow: dict, record: dict, device_key: str) -> dict:
         """FLOW=DEVICE: the upstream token response for the device, plus the redirect's extra parameters.
 
-        The state is spent, so a flow that cannot complete is denied at once: the
+        The state and the code are spent, so a flow that cannot complete is denied at once: the
         device hears access_denied instead of polling until the code expires.
         """
         # The device's own secret served this one exchange; it is not kept any longer.

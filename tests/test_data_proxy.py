@@ -49,6 +49,13 @@ RAW_ONLY_ATTACKS = {
 
 
 @pytest.fixture
+def make_config(make_config):
+    """v5 forwarded as is (ENEDIS_API_MODE=legacy) unless a test says otherwise:
+    the Data Connect 2026 modes have their own tests (test_enedis_2026.py)."""
+    return lambda **env: make_config(**{"ENEDIS_API_MODE": "legacy", **env})
+
+
+@pytest.fixture
 def make_proxy(make_web, config, sqlite_store, clock):
     def make(config=config, sleep=clock.advance):
         return make_web(config, upstream=EnedisClient(config, sqlite_store, clock=clock, sleep=sleep))

@@ -37,7 +37,7 @@ def simulator(base, **knobs):
 
 
 def test_device_fetches_a_week_of_load_curve_and_not_another_meter(live_server):
-    base = live_server()
+    base = live_server(ENEDIS_API_MODE="legacy")
     token = device_tokens(base)["access_token"]
 
     week = fetch(base, token)
@@ -53,7 +53,7 @@ def test_device_fetches_a_week_of_load_curve_and_not_another_meter(live_server):
 
 
 def test_proxy_renews_its_token_when_enedis_forgets_it(live_server):
-    base = live_server()
+    base = live_server(ENEDIS_API_MODE="legacy")
     token = device_tokens(base)["access_token"]
     assert fetch(base, token).status_code == 200
     simulator(base, reset=True, revoke_tokens=True)
@@ -64,7 +64,7 @@ def test_proxy_renews_its_token_when_enedis_forgets_it(live_server):
 
 
 def test_enedis_throttling_reaches_the_device_as_429_with_retry_after(live_server):
-    base = live_server()
+    base = live_server(ENEDIS_API_MODE="legacy")
     token = device_tokens(base)["access_token"]
     later = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) + dt.timedelta(minutes=10)
     simulator(base, fail={"match": "/metering_data", "status": 429,

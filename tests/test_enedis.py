@@ -24,6 +24,13 @@ METER_READING = {"meter_reading": {"usage_point_id": PRM, "interval_reading": [{
 
 
 @pytest.fixture
+def make_config(make_config):
+    """v5 forwarded as is (ENEDIS_API_MODE=legacy) unless a test says otherwise:
+    the Data Connect 2026 modes have their own tests (test_enedis_2026.py)."""
+    return lambda **env: make_config(**{"ENEDIS_API_MODE": "legacy", **env})
+
+
+@pytest.fixture
 def make_client(config, sqlite_store, clock):
     def make(config=config, store=sqlite_store, sleep=clock.advance):
         return EnedisClient(config, store, clock=clock, sleep=sleep)
