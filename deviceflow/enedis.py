@@ -67,7 +67,7 @@ V5_PATHS = frozenset({
 
 CLIENT_CREDENTIALS_GRANT = "client_credentials"
 SOURCE_LEGACY, SOURCE_NEW = "legacy", "new"
-MODE_LEGACY, MODE_NEW, MODE_AUTO = "legacy", "new", "auto"
+MODE_LEGACY, MODE_NEW = "legacy", "new"  # and "auto"
 
 # The v2 consent: POST {DATA_ENDPOINT}/subscribed_services/v1 names the
 # usage points of an autorisationId (an int64). A share appears there a moment
@@ -108,6 +108,10 @@ class UpstreamBusy(UpstreamError):
     def __init__(self, description: str, retry_after: int):
         super().__init__(description)
         self.retry_after = retry_after
+
+
+# Failures after which, in `auto`, the other API is worth asking (not UpstreamBusy).
+NO_ANSWER = (UpstreamUnreachable, UpstreamTimeout, UpstreamBadAnswer)
 
 
 @dataclass(frozen=True)
@@ -196,20 +200,29 @@ class EnedisClient:
             return self._forward_v5(path, params)
         try:
             answer = self._ask_new(path, params, calls)
-        except (UpstreamUnreachable, UpstreamTimeout, UpstreamBadAnswer) as error:
+        except NO_ANSWER as error:
             if mode == MODE_NEW:
                 raise
             log.info("enedis %s: the 2026 API gave no answer (%s), asking v5", path, error.error)
-            return self._forward_v5(path, params)
+            return self._rescue(path, params, error)
         if mode == MODE_NEW or not translate.should_fall_back(answer.status, answer.body):
             return answer
         log.info("enedis %s: the 2026 API answered %d, asking v5", path, answer.status)
-        legacy = self._forward_v5(path, params)
-        if legacy.status >= 400 and legacy.status != 429:
-            # v5 failing too (switched off: its 404 would read "no data" to
-            # DomoticzLinky), the 2026 answer says more.
-            return answer
-        return legacy
+        return self._rescue(path, params, answer)
+
+    def _rescue(self, path: str, params: dict[str, str], new: Answer | UpstreamError) -> Answer:
+        """`auto`: the v5 answer when it is one; when v5 fails too, what the
+        2026 API said, the API that counts (a switched-off v5 answers 404,
+        which DomoticzLinky would read as "no data")."""
+        try:
+            legacy = self._forward_v5(path, params)
+        except NO_ANSWER:
+            legacy = None
+        if legacy is not None and (legacy.status < 400 or legacy.status == 429):
+            return legacy
+        if isinstance(new, UpstreamError):
+            raise new
+        return new
 
     def _forward_v5(self, path: str, params: dict[str, str]) -> Answer:
         started = time.monotonic()
@@ -233,7 +246,8 @@ class EnedisClient:
                     raise
                 break
             status = response.status_code
-            log.info("enedis %s -> %d in %.2fs", new_call.path.split("/", 2)[0], status, time.monotonic() - started)
+            api = new_call.path.removesuffix("/" + params.get("usage_point_id", ""))
+            log.info("enedis %s -> %d in %.2fs", api, status, time.monotonic() - started)
             if status == 401:  # still, with a renewed token: see _answer
                 raise UpstreamBadAnswer("Enedis refused the proxy's access token")
             if status == 429:
@@ -447,10 +461,9 @@ class EnedisClient:
 
 def autorisation_number(autorisation_id: str) -> int:
     """The v2 consent's `autorisation_id` as the int64 Enedis expects, or ValueError."""
-    text = autorisation_id if isinstance(autorisation_id, str) else ""
-    if not AUTORISATION_ID.fullmatch(text) or not 0 < int(text) <= INT64_MAX:
+    if not AUTORISATION_ID.fullmatch(autorisation_id or "") or not 0 < int(autorisation_id) <= INT64_MAX:
         raise ValueError("autorisation_id must be a positive integer")
-    return int(text)
+    return int(autorisation_id)
 
 
 def _day(value) -> date | None:

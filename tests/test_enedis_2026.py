@@ -207,6 +207,21 @@ def test_auto_keeps_the_2026_error_when_v5_is_switched_off(client_for, enedis):
     assert body(answer) == {"error": "500", "error_description": "Probleme technique"}
 
 
+def test_auto_with_both_apis_down_reports_the_2026_failure(client_for, enedis):
+    load_curve_answers(enedis, body=requests.ConnectionError("refused"))
+    v5_answers(enedis, status=404, json=WSO2_NOT_FOUND)
+    with pytest.raises(UpstreamUnreachable):  # 502: DomoticzLinky retries, where a 404 would mean "no data"
+        client_for("auto").fetch_v5(LOAD_CURVE, QUERY)
+    assert urls(enedis) == [LOAD_CURVE_2026, LOAD_CURVE_V5]
+
+
+def test_auto_keeps_the_2026_answer_when_v5_is_unreachable(client_for, enedis):
+    load_curve_answers(enedis, status=500, json={"code": "500", "message": "Probleme technique"})
+    v5_answers(enedis, body=requests.ConnectionError("refused"))
+    answer = client_for("auto").fetch_v5(LOAD_CURVE, QUERY)
+    assert (answer.status, answer.source) == (500, "new")
+
+
 def test_auto_passes_a_v5_429_on(client_for, enedis):
     load_curve_answers(enedis, status=500, json={"code": "500", "message": "Probleme technique"})
     v5_answers(enedis, status=429, json={"error": "too_many_requests"}, headers={"Retry-After": "7"})
