@@ -284,3 +284,31 @@ def test_contract_with_an_optional_call_unreachable_still_answers(client_for, en
     contract_answers(enedis, comptage={"body": requests.ConnectionError("refused")})
     answer = client_for("new").fetch_v5(CONTRACTS, {"usage_point_id": CONSUMER})
     assert answer.status == 200 and "offpeak_hours" not in body(answer)["customer"]["usage_points"][0]["contracts"]
+
+
+# --- as the device sees it
+
+def test_data_proxy_says_which_api_answered_and_counts_it(make_config, sqlite_store, clock, enedis):
+    from webtest import TestApp
+
+    from deviceflow.web import make_app
+    from test_metrics import scrape
+
+    config, metrics = make_config(ENEDIS_API_MODE="auto", METRICS="1"), Metrics(sqlite_store, clock)
+    client = EnedisClient(config, sqlite_store, clock=clock, sleep=clock.advance, metrics=metrics)
+    app = TestApp(make_app(config, sqlite_store, upstream=client, clock=clock, metrics=metrics))
+    token = app.app.web.flow.mint([CONSUMER], "test-client")["access_token"]
+    load_curve_answers(enedis)
+    load_curve_answers(enedis, status=503, json={"code": "503", "message": "Service indisponible"})
+    v5_answers(enedis, json=V5_LOAD_CURVE)
+
+    sources = []
+    for _ in range(2):
+        answer = app.get(f"/data/proxy/{LOAD_CURVE}", QUERY, headers={"Authorization": f"Bearer {token}"})
+        assert answer.json == V5_LOAD_CURVE and answer.headers["Cache-Control"] == "no-store"
+        sources.append(answer.headers["X-Enedis-Proxy-Source"])
+    assert sources == ["new", "legacy"]
+    samples = scrape(app)
+    assert samples[("deviceflow_data_calls_total", ("new", "200"))] == 1
+    assert samples[("deviceflow_data_calls_total", ("legacy", "200"))] == 1
+    assert samples[("deviceflow_enedis_calls_total", ("data", "503"))] == 1
