@@ -117,8 +117,8 @@ def test_auto_mode_answers_what_v5_would_and_falls_back_on_it(live_server):
 
 def test_v2_share_not_registered_yet_asks_the_person_to_reload(live_server):
     base = live_server(ENEDIS_AUTHORIZE_VERSION="v2", ENEDIS_API_MODE="new")
-    # Enedis lists the share only from its sixth search: more than the proxy's brief retries.
-    simulator(base, subscribed_delay_calls=5)
+    # Enedis lists the share only from its fifth search: one more than the proxy's brief retries.
+    simulator(base, subscribed_delay_calls=4)
     code, browser = consent_v2(base)
     assert browser.page.status_code == 503 and "Rechargez cette page" in browser.page.text
     assert tokens(base, code).json()["error"] == "authorization_pending"
@@ -126,4 +126,4 @@ def test_v2_share_not_registered_yet_asks_the_person_to_reload(live_server):
     reloaded = browser.open(browser.page.url)
     assert reloaded.status_code == 200 and PRODUCER in reloaded.text
     assert tokens(base, code).json()["usage_points_id"] == PRODUCER
-    assert simulator(base)["calls"]["subscribed_services"] == 6
+    assert simulator(base)["calls"]["subscribed_services"] == 5
