@@ -17,7 +17,7 @@ import logging
 import secrets
 import time
 from pathlib import Path
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import bottle
 
@@ -29,8 +29,8 @@ from deviceflow.flow import (DEVICE_CODE_GRANT, REFRESH_TOKEN_GRANT, DeviceFlow,
                              format_user_code)
 from deviceflow.metrics import Metrics
 from deviceflow.passthrough import Passthrough
-from deviceflow.store import Store, StoreUnavailable, open_store
-from deviceflow.texts import TEXTS, pick_language
+from deviceflow.store import Store, StoreUnavailable, digest, open_store
+from deviceflow.texts import TEXTS, pick_language, spell_duration
 from deviceflow.upstream import UpstreamError, UpstreamUnreachable
 
 log = logging.getLogger("deviceflow.web")
@@ -44,6 +44,10 @@ LANG_COOKIE = "deviceflow_lang"
 DEVICE_PREFIXES = ("/device/", "/data/", "/.well-known/", "/healthz")
 DATA_PROXY_PREFIX = "/data/proxy/"
 VIA = f"1.1 deviceflow/{__version__}"
+# Where Enedis sends the person back: the query (state) is single use, so the
+# page shown there is kept a while for its language switch to show it again.
+RETURN_PREFIX = "/auth/redirect"
+SHOWN_LIFETIME = 15 * 60
 
 
 def _resource_dir(name: str) -> Path:
@@ -279,8 +283,32 @@ class Web:
         template = self.templates.get(name)
         if template is None:  # compiled once, then reused by every request
             template = self.templates[name] = bottle.SimpleTemplate(name=name, lookup=[str(VIEWS)])
+        other_lang = "en" if lang == "fr" else "fr"
         return template.render(t=TEXTS[lang], lang=lang, demo=self.config.demo, config=self.config, path=path,
-                               other_lang="en" if lang == "fr" else "fr", **values)
+                               other_lang=other_lang, switch_href=self.language_switch(other_lang),
+                               spell=lambda seconds: spell_duration(seconds, lang),
+                               operator_href=contact_href(self.config.operator_contact), **values)
+
+    def language_switch(self, lang: str) -> str:
+        """The same page in the other language: a GET keeps its query (the code
+        being confirmed); a POST, or the single-use way back from Enedis, does not."""
+        request = bottle.request
+        keep = request.method == "GET" and not request.path.startswith(RETURN_PREFIX)
+        params = [(name, value) for name, value in parse_qsl(request.query_string, keep_blank_values=True)
+                  if keep and name != "lang"]
+        return f"{self.config.base_url}{request.path}?{urlencode(params + [('lang', lang)])}"
+
+    def shown_page(self, name: str, status: int = 200, **values) -> str:
+        """A page of the way back from Enedis, kept for this browser so that the
+        language switch can show it again without replaying the state."""
+        browser = self.browser_id()
+        if browser:
+            try:
+                self.store.put("shown", digest(browser), {"name": name, "status": status, "values": values},
+                               SHOWN_LIFETIME)
+            except StoreUnavailable:
+                pass  # the page itself matters more than its second showing
+        return self.page(name, status=status, **values)
 
     def page_headers(self, response):
         response.set_header("Content-Type", "text/html; charset=utf-8")
@@ -290,10 +318,10 @@ class Web:
         response.set_header("X-Content-Type-Options", "nosniff")
         response.set_header("Cache-Control", "no-store")
 
-    def error_page(self, error: PageError, **values) -> str:
+    def error_page(self, error: PageError, show=None) -> str:
         if error.retry_after:
             bottle.response.set_header("Retry-After", str(error.retry_after))
-        return self.page("error", status=error.status, reason=error.reason, **values)
+        return (show or self.page)("error", status=error.status, reason=error.reason, wait=error.retry_after)
 
     def redirect(self, url: str) -> bottle.HTTPResponse:
         response = bottle.HTTPResponse(status=302)
@@ -362,14 +390,21 @@ class Web:
         def auth_redirect(anything=None):
             try:
                 params = query_params(bottle.request.environ)
-                approved = flow.complete(params, self.browser_id())
             except InvalidRequest:
                 return self.error_page(PageError("bad_request"))
+            browser = self.browser_id()
+            if set(params) <= {"lang"} and browser:  # the language switch of a page shown here
+                shown = self.store.get("shown", digest(browser))
+                if shown:
+                    return self.page(shown["name"], status=shown["status"], **shown["values"])
+            try:
+                approved = flow.complete(params, browser)
             except PageError as error:
                 self.metrics.flows.labels("denied" if error.reason == "denied" else "failed").inc()
-                return self.error_page(error)
+                return self.error_page(error, show=self.shown_page)
             self.metrics.flows.labels("approved").inc()
-            return self.page("done", usage_points=approved.get("usage_points") or [])
+            return self.shown_page("done", usage_points=approved.get("usage_points") or [],
+                                   application=approved.get("application") or "")
 
         @app.post("/device/token")
         @device
@@ -494,7 +529,9 @@ class Web:
                          state=state, csrf=csrf, error=None)
 
     def code_entry_page(self, error: PageError, typed: str, state: str):
-        """The code-entry form again, with what went wrong."""
+        """The code-entry form again, with what went wrong; past the guessing limit, only the wait."""
+        if error.status == 429:
+            return self.error_page(error)
         if error.retry_after:
             bottle.response.set_header("Retry-After", str(error.retry_after))
         return self.page("device", status=error.status, pending=None, typed=typed, state=state, error=error.reason)
@@ -518,6 +555,15 @@ class Web:
             return json.dumps({"error": code, "error_description": code.replace("_", " ")})
         reason = {404: "not_found", 405: "bad_request", 413: "bad_request", 400: "bad_request"}.get(status, "server")
         return self.page("error", status=status, reason=reason)
+
+
+def contact_href(contact: str) -> str:
+    """A link for the operator's contact when it is an e-mail address or a web address."""
+    if contact.startswith(("https://", "http://")):
+        return contact
+    if "@" in contact and ":" not in contact and " " not in contact.strip():
+        return "mailto:" + contact.strip()
+    return ""
 
 
 def make_app(config: Config, store: Store | None = None, upstream=None, simulator=None, clock=time.time,

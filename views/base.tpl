@@ -14,15 +14,15 @@
 <header>
   <a class="brand" href="{{config.base_url}}/">{{t['site_title']}}</a>
   <span class="tagline">{{t['tagline']}}</span>
-  <a class="lang" href="?lang={{other_lang}}" hreflang="{{other_lang}}" lang="{{other_lang}}">{{t['switch_language']}}</a>
+  <a class="lang" id="switch-language" href="{{switch_href}}" hreflang="{{other_lang}}" lang="{{other_lang}}">{{t['switch_language']}}</a>
 </header>
 <main>
 {{!base}}
 </main>
-<footer>
 % if config.operator_name:
+<footer>
   <p>{{t['home_operator']}} {{config.operator_name}}{{' — ' + config.operator_contact if config.operator_contact else ''}}</p>
-% end
 </footer>
+% end
 </body>
 </html>
