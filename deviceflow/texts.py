@@ -61,7 +61,7 @@ TEXTS = {
         "err_upstream_unavailable": "Enedis ne répond pas pour le moment.",
         "err_exchange_failed": "Le service d'autorisation n'a pas délivré l'accès (refus, réponse inutilisable ou "
                                "pas de réponse). Votre appareil en est informé.",
-        "err_no_usage_points": "Enedis n'a pas encore enregistré votre partage. Rechargez cette page dans quelques secondes.",
+        "err_no_usage_points": "Enedis n'a pas encore enregistré votre partage.",
         "err_too_many_attempts": "Trop de codes erronés ont été saisis.",
         "err_not_found": "Cette page n'existe pas.",
         "err_bad_request": "La requête n'a pas pu être comprise.",
@@ -96,8 +96,9 @@ TEXTS = {
                        "le site d'Enedis.",
         "next_bad_usage_points": "Recommencez depuis votre appareil et choisissez au moins un compteur sur le site "
                                  "d'Enedis.",
-        "next_upstream_unavailable": "Rien n'est perdu : attendez quelques minutes, puis rouvrez le lien affiché par "
-                                     "votre appareil. Si son code a expiré entre-temps, demandez-en un nouveau.",
+        "next_upstream_unavailable": "Rien n'est perdu : rechargez cette page dans une minute ou deux. Si le code de "
+                                     "votre appareil a expiré entre-temps, demandez-en un nouveau.",
+        "next_no_usage_points": "Rechargez cette page dans quelques secondes.",
         "next_exchange_failed": "Recommencez depuis votre appareil pour obtenir un nouveau code.",
         "next_too_many_attempts": "Attendez {wait} avant de saisir un nouveau code. Vérifiez-le bien : il est "
                                   "affiché par votre appareil.",
@@ -159,7 +160,7 @@ TEXTS = {
         "err_upstream_unavailable": "Enedis is not answering right now.",
         "err_exchange_failed": "The authorization server did not grant access (it refused, answered something "
                                "unusable, or did not answer). Your device has been told.",
-        "err_no_usage_points": "Enedis has not registered your consent yet. Reload this page in a few seconds.",
+        "err_no_usage_points": "Enedis has not registered your consent yet.",
         "err_too_many_attempts": "Too many wrong codes were entered.",
         "err_not_found": "This page does not exist.",
         "err_bad_request": "The request could not be understood.",
@@ -192,8 +193,9 @@ TEXTS = {
         "next_denied": "If this was a mistake, ask your device for a new code and accept the sharing on Enedis's "
                        "site.",
         "next_bad_usage_points": "Start again from your device and pick at least one meter on Enedis's site.",
-        "next_upstream_unavailable": "Nothing is lost: wait a few minutes, then open the link shown by your device "
-                                     "again. If its code has expired meanwhile, ask for a new one.",
+        "next_upstream_unavailable": "Nothing is lost: reload this page in a minute or two. If your device's code "
+                                     "has expired meanwhile, ask for a new one.",
+        "next_no_usage_points": "Reload this page in a few seconds.",
         "next_exchange_failed": "Start again from your device to get a new code.",
         "next_too_many_attempts": "Wait {wait} before entering another code. Check it carefully: your device "
                                   "shows it.",
