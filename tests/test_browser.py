@@ -78,13 +78,16 @@ def screenshots(tmp_path_factory):
 def chromium(screenshots):
     """A factory of headless Chromium windows the size of a phone, in a language."""
     missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not os.path.exists(path)]
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        missing.append("the selenium package")
     if missing:
         reason = f"{' and '.join(missing)} not installed (apt-get install chromium chromium-driver)"
         if os.environ.get("DEVICEFLOW_REQUIRE_BROWSER"):
             pytest.fail(reason)
         pytest.skip(reason)
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
 
     opened = []
 
