@@ -445,3 +445,87 @@ def test_wrong_method_on_device_route_is_json(app):
 
 def test_static_css_is_served_locally(app):
     assert "font" in app.get("/static/style.css").text
+
+
+# --- the pages people see: who runs the server, the language switch, what to do next
+
+def test_home_names_the_operator_and_how_long_things_are_kept(make_web, make_config):
+    app = make_web(make_config(OPERATOR_NAME="Association Exemple", OPERATOR_CONTACT="admin@example.org",
+                               CODE_LIFETIME="600", DURATION="P1Y"))
+    page = app.get("/")
+    operator = page.html.find(id="operator")
+    assert "Association Exemple" in operator.text
+    assert operator.find("a")["href"] == "mailto:admin@example.org"
+    stored = page.html.find(id="stored").text
+    assert "10\u00a0minutes" in stored and "1\u00a0an" in stored
+
+
+def test_home_says_when_the_operator_gave_no_name(app):
+    assert "n'a pas indiqué son nom" in app.get("/").html.find(id="operator").text
+
+
+def test_language_switch_keeps_the_code_being_confirmed(app):
+    code = get_code(app)["user_code"]
+    page = app.get(f"/device?code={code}")
+    switch = page.html.find(id="switch-language")["href"]
+    assert switch == f"http://localhost:8080/device?code={code}&lang=en"
+    english = app.get(switch.replace("http://localhost:8080", ""))
+    assert english.html.find("html")["lang"] == "en" and english.html.find(id="user-code").text == code
+
+
+def test_language_switch_of_a_posted_form_leads_to_the_empty_form(app):
+    page = app.post("/auth/verify_code", {"user_code": "BBBB-BBBB"}, status=400)
+    assert page.html.find(id="switch-language")["href"] == "http://localhost:8080/auth/verify_code?lang=en"
+
+
+def test_done_page_shows_again_in_the_other_language_without_replaying_enedis(app):
+    code = get_code(app)
+    done = consent(app, code["user_code"])
+    assert done.status_int == 200 and PRM1 in done.html.find(id="usage-points").text
+    switch = done.html.find(id="switch-language")["href"]
+    assert "state" not in switch
+    english = app.get(switch.replace("http://localhost:8080", ""))
+    assert english.html.find("html")["lang"] == "en" and PRM1 in english.html.find(id="usage-points").text
+    assert poll(app, code["device_code"]).status_int == 200  # delivered once, as before
+
+
+def test_the_way_back_from_enedis_shows_nothing_to_another_browser(app):
+    code = get_code(app)
+    consent(app, code["user_code"])
+    app.reset()  # another browser: no cookie
+    page = app.get("/auth/redirect?lang=en", status=400)
+    assert page.html.find(id="usage-points") is None and "no request pending" in page.text
+
+
+def test_too_many_wrong_codes_give_a_page_with_the_wait_and_no_form(app):
+    for _ in range(10):
+        app.get("/device?code=BBBB-BBBB", status=400)
+    page = app.get("/device?code=CCCC-CCCC", status=429)
+    assert page.headers["Retry-After"] == "900"
+    assert "15\u00a0minutes" in page.html.find(id="next").text
+    assert page.forms == {}
+
+
+def test_a_code_that_expires_during_consent_says_how_long_codes_last(app, clock):
+    code = get_code(app)
+    clock.advance(200)
+    query = confirm(app, code["user_code"])
+    clock.advance(150)  # the code's 5 minutes are over, the consent's state still lives
+    page = app.get("/auth/redirect", {"state": query["state"], "usage_point_id": PRM1}, status=400)
+    assert page.html.find("h1").text == "Code expiré"
+    assert "5\u00a0minutes" in page.html.find(id="next").text
+
+
+def test_refusal_at_enedis_says_what_to_do_next(app):
+    code = get_code(app)
+    page = consent(app, code["user_code"], usage_points=None, error="access_denied")
+    assert page.status_int == 400 and page.html.find("h1").text == "Autorisation refusée"
+    assert "nouveau code" in page.html.find(id="next").text
+
+
+def test_code_entry_script_is_local_and_only_a_help(app):
+    page = app.get("/device")
+    script = page.html.find("script")
+    assert script["src"] == "http://localhost:8080/static/code.js" and not script.text.strip()
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    assert app.get("/static/code.js").content_type in ("application/javascript", "text/javascript")
