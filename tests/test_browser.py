@@ -18,12 +18,11 @@ import pytest
 import requests
 
 from helpers import DEVICE_GRANT
+from test_e2e import PRM, device_post
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 PHONE = {"width": 360, "height": 740, "pixelRatio": 2}
-CLIENT = "deviceflow-demo"
-PRM = "99999999999991"
 OPERATOR = {"OPERATOR_NAME": "Association Domotique Exemple", "OPERATOR_CONTACT": "contact@example.org"}
 
 pytestmark = pytest.mark.e2e
@@ -193,8 +192,7 @@ class Page:
 # --- the device side, as DomoticzLinky speaks it
 
 def device_code(base):
-    answer = requests.post(f"{base}/device/code", data={"client_id": CLIENT}, timeout=10,
-                           headers={"User-Agent": "DomoticzLinky/2.6.0"})
+    answer = device_post(base, "/device/code")
     assert answer.status_code == 200
     return answer.json()
 
@@ -209,8 +207,8 @@ class Poller(threading.Thread):
 
     def run(self):
         while time.monotonic() < self.deadline:
-            answer = requests.post(f"{self.base}/device/token", timeout=10, data={
-                "grant_type": DEVICE_GRANT, "client_id": CLIENT, "device_code": self.code["device_code"]})
+            answer = device_post(self.base, "/device/token", grant_type=DEVICE_GRANT,
+                                 device_code=self.code["device_code"])
             self.answers.append((answer.status_code, answer.json()))
             if answer.json().get("error") != "authorization_pending":
                 return
@@ -306,8 +304,7 @@ def test_refusing_at_enedis_says_what_to_do_next(live_server, chromium):
     phone.check().shoot("denied")
     assert phone.text("h1") == "Autorisation refusée"
     assert "nouveau code" in phone.text("#next")
-    answer = requests.post(f"{base}/device/token", timeout=10, data={
-        "grant_type": DEVICE_GRANT, "client_id": CLIENT, "device_code": code["device_code"]})
+    answer = device_post(base, "/device/token", grant_type=DEVICE_GRANT, device_code=code["device_code"])
     assert answer.json()["error"] == "access_denied"
 
 
