@@ -19,6 +19,8 @@ from deviceflow import __version__, config as configuration
 
 log = logging.getLogger("deviceflow")
 
+MAX_REQUEST_BODY = 1024 * 1024
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deviceflow", description="OAuth 2.0 Device Flow proxy for Enedis")
@@ -106,8 +108,11 @@ def serve(args) -> int:
              config.base_url, config.db_type, ", DEMO: simulated Enedis" if config.demo else "")
     # Proxy headers are checked by our own middleware against TRUSTED_PROXIES,
     # so waitress must leave them in place.
+    # Bodies the app would refuse anyway (over 64 KiB) get its own 400; far
+    # bigger ones are refused by waitress before it buffers them to disk.
     waitress.serve(app, host=args.host, port=args.port, threads=config.threads,
-                   clear_untrusted_proxy_headers=False, ident="deviceflow", channel_timeout=60)
+                   clear_untrusted_proxy_headers=False, ident="deviceflow", channel_timeout=60,
+                   max_request_body_size=MAX_REQUEST_BODY)
     return 0
 
 

@@ -42,6 +42,11 @@ GUESSES_PER_ADDRESS = 10
 GUESSES_PER_ADDRESS_WINDOW = 15 * 60
 GUESSES_GLOBAL = 300
 GUESSES_GLOBAL_WINDOW = 3600
+# Device codes issued per client address: a home asks for a few a year; a
+# flood would fill the store with pending flows (and the user-code space
+# with live codes, raising the odds of a guess).
+DEVICE_CODES_PER_ADDRESS = 30
+DEVICE_CODES_WINDOW = 10 * 60
 
 # Seconds the person is told to wait before reloading when Enedis has not registered a v2 share yet.
 NO_USAGE_POINTS_RETRY = 5
@@ -256,6 +261,12 @@ class DeviceFlow:
             "interval": self.config.interval,
         }
 
+    def check_code_budget(self, address: str) -> None:
+        """Count a device-code request from this address; 429 past the budget."""
+        if self.store.incr("codes", address, DEVICE_CODES_WINDOW) > DEVICE_CODES_PER_ADDRESS:
+            raise TooManyRequests("too many device codes asked from this address, retry later",
+                                  retry_after=DEVICE_CODES_WINDOW)
+
     # --- step 2: the person confirms the code
 
     def check_guess_budget(self, address: str) -> None:
@@ -269,7 +280,9 @@ class DeviceFlow:
 
     def _count_failed_guess(self, address: str) -> None:
         self.store.incr("guess", address, GUESSES_PER_ADDRESS_WINDOW)
-        self.store.incr("guess", "*", GUESSES_GLOBAL_WINDOW)
+        if self.store.incr("guess", "*", GUESSES_GLOBAL_WINDOW) == GUESSES_GLOBAL:
+            log.warning("%d wrong user codes within the hour: code entry is refused for everyone until the "
+                        "window ends", GUESSES_GLOBAL)
 
     def lookup(self, typed_code: str, address: str) -> PendingFlow:
         """The pending flow behind a typed user code, counting failures against guessing."""

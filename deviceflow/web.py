@@ -16,6 +16,7 @@ import json
 import logging
 import secrets
 import time
+from http.cookies import CookieError, SimpleCookie
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -160,6 +161,13 @@ def error_response(error: OAuthError | UpstreamError) -> bottle.HTTPResponse:
     return json_response(error.body(), error.status, headers)
 
 
+def _ip(text: str):
+    try:
+        return ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+
+
 class ClientAddress:
     """WSGI middleware: the client address for limits and logs. X-Forwarded-For
     and -Proto are believed only from a peer in TRUSTED_PROXIES (then the
@@ -170,22 +178,21 @@ class ClientAddress:
         self.app = app
         self.trusted = trusted
 
-    def _is_trusted(self, address: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(address.strip())
-        except ValueError:
-            return False
-        return any(ip in net for net in self.trusted)
+    def _is_trusted(self, ip) -> bool:
+        return ip is not None and any(ip in net for net in self.trusted)
 
     def __call__(self, environ, start_response):
         peer = environ.get("REMOTE_ADDR", "")
         forwarded = environ.get("HTTP_X_FORWARDED_FOR", "")
-        if self.trusted and forwarded and self._is_trusted(peer):
+        if self.trusted and forwarded and self._is_trusted(_ip(peer)):
             hops = [h.strip() for h in forwarded.split(",") if h.strip()]
             client = peer
             for hop in reversed(hops):
+                ip = _ip(hop)
+                if ip is None:
+                    break  # not written by a proxy: the last address believed stays the client
                 client = hop
-                if not self._is_trusted(hop):
+                if not self._is_trusted(ip):
                     break
             environ["REMOTE_ADDR"] = client
             proto = environ.get("HTTP_X_FORWARDED_PROTO", "").strip().lower()
@@ -194,6 +201,46 @@ class ClientAddress:
         for name in ("HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO", "HTTP_X_FORWARDED_HOST", "HTTP_FORWARDED"):
             environ.pop(name, None)
         return self.app(environ, start_response)
+
+
+class CleanHeaders:
+    """WSGI middleware: header values Bottle would choke on are made harmless
+    before it sees them. Bottle decodes headers as strict UTF-8 and its cookie
+    parser raises on an illegal cookie name; neither may turn a request into a 500."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        for name, value in list(environ.items()):
+            if name.startswith("HTTP_") and isinstance(value, str):
+                environ[name] = _utf8_header(value)
+        if environ.get("HTTP_COOKIE"):
+            environ["HTTP_COOKIE"] = _legal_cookies(environ["HTTP_COOKIE"])
+        return self.app(environ, start_response)
+
+
+def _utf8_header(value: str) -> str:
+    """A WSGI header string (bytes as latin-1) whose bytes are valid UTF-8; bad bytes become U+FFFD."""
+    raw = value.encode("latin-1", "replace")
+    return raw.decode("utf-8", "replace").encode("utf-8").decode("latin-1")
+
+
+def _legal_cookies(header: str) -> str:
+    """The Cookie header without the pieces the standard parser refuses."""
+    try:
+        SimpleCookie(header)
+        return header
+    except CookieError:
+        pass
+    kept = []
+    for piece in header.split(";"):
+        try:
+            SimpleCookie(piece)
+        except CookieError:
+            continue
+        kept.append(piece.strip())
+    return "; ".join(kept)
 
 
 class AccessLog:
@@ -348,6 +395,8 @@ class Web:
         def device_code():
             check_user_agent(self.config, bottle.request.get_header("User-Agent"))
             form = read_form(bottle.request.environ)
+            flow.check_client(form.get("client_id", ""))
+            flow.check_code_budget(self.client_address())
             codes = flow.start(form.get("client_id", ""), form.get("client_secret", ""),
                                form.get("scope", ""), bottle.request.get_header("User-Agent", ""))
             self.metrics.flows.labels("started").inc()
@@ -582,6 +631,6 @@ def make_app(config: Config, store: Store | None = None, upstream=None, simulato
     if simulator is not None:
         from deviceflow.config import DEMO_PREFIX
         web.app.mount(DEMO_PREFIX + "/", simulator.app)
-    wsgi = ClientAddress(AccessLog(web.app), config.trusted_proxies)
+    wsgi = ClientAddress(CleanHeaders(AccessLog(web.app)), config.trusted_proxies)
     wsgi.web = web  # tests and tools reach the flow and the store through it
     return wsgi
