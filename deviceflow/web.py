@@ -590,7 +590,8 @@ class Web:
         programs, a page for people."""
         status = error.status_code
         if error.exception is not None and not isinstance(error.exception, StoreUnavailable):
-            log.error("unexpected error on %s %s: %s", bottle.request.method, bottle.request.path,
+            route = bottle.request.environ.get("bottle.route")  # the template: a raw path may carry a code
+            log.error("unexpected error on %s %s: %s", ascii_only(bottle.request.method), route.rule if route else "-",
                       type(error.exception).__name__)
         if isinstance(error.exception, StoreUnavailable):
             status = 503

@@ -125,6 +125,7 @@ def live_server(tmp_path_factory, processes):
         process = subprocess.Popen([sys.executable, "-m", "deviceflow", "serve", "--demo", "--host", "127.0.0.1",
                                     "--port", str(port)], cwd=workdir, env=child_env,
                                    stdout=subprocess.DEVNULL, stderr=open(workdir / "server.log", "wb"))
+        process.log = workdir / "server.log"  # for tests that read what the server logged
         started.append(process)
         base = f"http://127.0.0.1:{port}"
         deadline = _time.monotonic() + 20
