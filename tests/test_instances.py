@@ -1,0 +1,106 @@
+"""Several instances on one store: a flow started on one completes on another,
+and tokens are still delivered once, however many pollers race for them."""
+
+import os
+import threading
+from collections import Counter
+
+import pytest
+import requests
+from webtest import TestApp
+
+from browser import Browser
+from deviceflow.store import MongoStore
+from deviceflow.web import make_app
+from helpers import DEVICE_GRANT, PRM1, confirm, poll
+from test_e2e import PRM, device_post
+
+RACERS = 30
+
+
+def race(pollers):
+    """Every poller polls once, all released at the same moment; the statuses and bodies."""
+    barrier, answers = threading.Barrier(len(pollers)), []
+
+    def run(poll_once):
+        barrier.wait()
+        answers.append(poll_once())
+    threads = [threading.Thread(target=run, args=(p,)) for p in pollers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    return answers
+
+
+def test_two_processes_on_one_sqlite_file_deliver_once(live_server, tmp_path):
+    store = tmp_path / "shared.sqlite3"
+    a, b = live_server(sqlite_path=store), live_server(sqlite_path=store)
+    code = device_post(a, "/device/code").json()
+
+    # The person opens the link on instance B (same store, its own simulated Enedis).
+    browser = Browser()
+    browser.open(f"{b}/device?code={code['user_code']}")
+    browser.submit()
+    done = browser.submit(checked=(PRM,), button=("decision", "accept"))
+    assert done.status_code == 200 and done.url.startswith(f"{b}/auth/redirect")
+
+    def poller(base):
+        return lambda: device_post(base, "/device/token", grant_type=DEVICE_GRANT, device_code=code["device_code"])
+    answers = race([poller(a if i % 2 else b) for i in range(RACERS)])
+    statuses = Counter(answer.status_code for answer in answers)
+    assert statuses == {200: 1, 400: RACERS - 1}, statuses
+    assert {answer.json()["error"] for answer in answers if answer.status_code == 400} == {"invalid_grant"}
+    winner = next(answer.json() for answer in answers if answer.status_code == 200)
+
+    # The token is good on both instances.
+    renewed = device_post(a, "/device/token", grant_type="refresh_token", refresh_token=winner["refresh_token"])
+    assert renewed.status_code == 200
+    again = device_post(b, "/device/token", grant_type="refresh_token", refresh_token=renewed.json()["refresh_token"])
+    assert again.status_code == 200 and again.json()["usage_points_id"] == PRM
+
+
+def test_a_code_confirmed_on_one_instance_shows_its_csrf_form_on_another(live_server, tmp_path):
+    """The CSRF key is shared through the store: a form from A is accepted by B (a load balancer may switch)."""
+    store = tmp_path / "shared.sqlite3"
+    a, b = live_server(sqlite_path=store), live_server(sqlite_path=store)
+    code = device_post(a, "/device/code").json()
+    browser = Browser()
+    browser.open(f"{a}/device?code={code['user_code']}")
+    form = {field["name"]: field.get("value", "") for field in browser.forms()[0]["fields"] if field.get("name")}
+    answer = browser.session.post(f"{b}/device", data=form, allow_redirects=False, timeout=10)
+    assert answer.status_code == 302 and f"{b}/enedis/" in answer.headers["Location"]
+
+
+def mongo_instances(client, config, clock):
+    """Two application instances, each with its own MongoStore object, on one database."""
+    return [TestApp(make_app(config, MongoStore(client, "deviceflow-instances", clock=clock), clock=clock),
+                    extra_environ={"REMOTE_ADDR": "192.0.2.10"}) for _ in range(2)]
+
+
+def test_two_instances_on_one_mongodb_share_a_flow(config, clock):
+    mongomock = pytest.importorskip("mongomock")
+    a, b = mongo_instances(mongomock.MongoClient(), config, clock)
+    code = a.post("/device/code", {"client_id": "test-client"}).json
+    query = confirm(b, code["user_code"])
+    b.get("/auth/redirect", {"state": query["state"], "code": "c", "usage_point_id": PRM1}, status=200)
+    assert poll(a, code["device_code"]).status_int == 200
+    assert poll(b, code["device_code"]).json["error"] == "invalid_grant"
+
+
+@pytest.mark.mongodb
+def test_thirty_pollers_on_two_instances_of_a_real_mongodb_get_one_delivery(config, clock):
+    """mongomock does not make find_one_and_update atomic between threads; a real server does."""
+    uri = os.environ.get("MONGODB_URI")
+    if not uri:
+        pytest.skip("MONGODB_URI is not set: no real MongoDB to race against")
+    import pymongo
+
+    client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=3000)
+    client["deviceflow-instances"]["records"].delete_many({})
+    a, b = mongo_instances(client, config, clock)
+    code = a.post("/device/code", {"client_id": "test-client"}).json
+    query = confirm(b, code["user_code"])
+    b.get("/auth/redirect", {"state": query["state"], "code": "c", "usage_point_id": PRM1}, status=200)
+    answers = race([(lambda app=a if i % 2 else b: poll(app, code["device_code"])) for i in range(RACERS)])
+    assert Counter(answer.status_int for answer in answers) == {200: 1, 400: RACERS - 1}
