@@ -52,16 +52,17 @@ SHOWN_LIFETIME = 15 * 60
 
 
 def _resource_dir(name: str) -> Path:
-    """views/ and static/ sit beside the package in a wheel, at the repository root in a clone."""
+    """views/, static/ and openapi.yaml sit beside the package in a wheel, at the repository root in a clone."""
     here = Path(__file__).resolve().parent
     for candidate in (here / name, here.parent / name):
-        if candidate.is_dir():
+        if candidate.exists():
             return candidate
-    raise RuntimeError(f"{name}/ not found next to the deviceflow package")
+    raise RuntimeError(f"{name} not found next to the deviceflow package")
 
 
 VIEWS = _resource_dir("views")
 STATIC = _resource_dir("static")
+OPENAPI = _resource_dir("openapi.yaml")
 
 
 # --- input
@@ -540,6 +541,11 @@ class Web:
                                          401, {"WWW-Authenticate": 'Bearer realm="metrics"'})
                 body, content_type = self.metrics.exposition()
                 return bottle.HTTPResponse(body, headers={"Content-Type": content_type, "Cache-Control": "no-store"})
+
+        @app.get("/openapi.yaml")
+        def openapi():
+            """The OpenAPI 3 description of the JSON endpoints."""
+            return bottle.static_file(OPENAPI.name, root=str(OPENAPI.parent), mimetype="application/yaml")
 
         @app.get("/static/<name:path>")
         def static(name):
