@@ -33,11 +33,16 @@ def race(pollers):
     return answers
 
 
-def test_two_processes_on_one_sqlite_file_deliver_once(live_server, tmp_path):
+@pytest.fixture
+def two_instances(live_server, tmp_path):
+    """Two server processes on one SQLite file, and the codes a device asked of the first."""
     store = tmp_path / "shared.sqlite3"
     a, b = live_server(sqlite_path=store), live_server(sqlite_path=store)
-    code = device_post(a, "/device/code").json()
+    return a, b, device_post(a, "/device/code").json()
 
+
+def test_two_processes_on_one_sqlite_file_deliver_once(two_instances):
+    a, b, code = two_instances
     # The person opens the link on instance B (same store, its own simulated Enedis).
     browser = Browser()
     browser.open(f"{b}/device?code={code['user_code']}")
@@ -60,11 +65,9 @@ def test_two_processes_on_one_sqlite_file_deliver_once(live_server, tmp_path):
     assert again.status_code == 200 and again.json()["usage_points_id"] == PRM
 
 
-def test_a_code_confirmed_on_one_instance_shows_its_csrf_form_on_another(live_server, tmp_path):
-    """The CSRF key is shared through the store: a form from A is accepted by B (a load balancer may switch)."""
-    store = tmp_path / "shared.sqlite3"
-    a, b = live_server(sqlite_path=store), live_server(sqlite_path=store)
-    code = device_post(a, "/device/code").json()
+def test_a_confirmation_form_from_one_instance_is_accepted_by_the_other(two_instances):
+    """The CSRF key is shared through the store: a load balancer may send the button press elsewhere."""
+    a, b, code = two_instances
     browser = Browser()
     browser.open(f"{a}/device?code={code['user_code']}")
     form = {field["name"]: field.get("value", "") for field in browser.forms()[0]["fields"] if field.get("name")}
