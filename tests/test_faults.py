@@ -27,6 +27,7 @@ from test_e2e_data_proxy import device_tokens, fetch as live_fetch, simulator
 TOKEN_V3 = "https://gw.ext.prod.api.enedis.fr/oauth2/v3/token"
 LOAD_CURVE = "metering_data_clc/v5/consumption_load_curve"
 DATA_URL = f"https://gw.ext.prod.api.enedis.fr/{LOAD_CURVE}"
+SUBSCRIBED = "https://gw.ext.prod.api.enedis.fr/subscribed_services/v1"
 TOKEN_ENDPOINT = "https://oauth.example.org/token"
 TRUNCATED = '{"meter_reading": {"usage_point_id": "11111111111111", "interval_reading": [{"va'
 
@@ -122,7 +123,8 @@ def test_mongodb_raising_is_503_everywhere_then_recovers(make_web, config, mongo
 # --- Enedis, in-process (responses)
 
 @pytest.fixture
-def proxy(make_web, config, sqlite_store, clock):
+def proxy(make_web, make_config, sqlite_store, clock):
+    config = make_config(ENEDIS_API_MODE="legacy")  # v5 forwarded as is: the calls mocked here
     return make_web(config, upstream=EnedisClient(config, sqlite_store, clock=clock, sleep=clock.advance))
 
 
@@ -188,22 +190,31 @@ def test_pass_through_upstream_garbage_is_a_page_for_people_and_json_for_devices
     assert proxied.status_int == status and proxied.json["error"].startswith("upstream_")
 
 
-def test_a_v2_return_that_cannot_be_read_is_a_page_not_a_500(make_web, make_config, sqlite_store, clock):
+@pytest.mark.parametrize("answer, status", [
+    pytest.param({"body": requests.ConnectionError("refused")}, 502, id="down"),
+    pytest.param({"body": requests.ReadTimeout("slow")}, 504, id="slow"),
+    pytest.param({"status": 200, "body": '{"serviceSouscrit": [{"poi', "content_type": "application/json"}, 502,
+                 id="truncated"),
+    pytest.param({"status": 500, "body": "<html>error</html>", "content_type": "text/html"}, 502, id="HTML"),
+])
+def test_a_v2_return_enedis_cannot_answer_for_is_a_page(make_web, make_config, sqlite_store, clock, enedis_mock,
+                                                        answer, status):
     """ENEDIS_AUTHORIZE_VERSION=v2 sends back an autorisation_id that only Enedis can turn into meters."""
     config = make_config(ENEDIS_AUTHORIZE_VERSION="v2")
     app = make_web(config, upstream=EnedisClient(config, sqlite_store, clock=clock, sleep=clock.advance))
+    enedis_mock.add(responses.POST, TOKEN_V3, json={"access_token": "t", "expires_in": 600})
+    enedis_mock.add(responses.POST, SUBSCRIBED, **answer)
     code = get_code(app)
     query = confirm(app, code["user_code"])
-    with responses.RequestsMock(assert_all_requests_are_fired=False):  # Enedis unreachable, if it is asked
-        page = app.get("/auth/redirect", {"state": query["state"], "autorisation_id": "a-1"}, expect_errors=True)
-    assert page.status_int in (502, 504)
-    assert_page(page, page.status_int)
+    page = app.get("/auth/redirect", {"state": query["state"], "autorisation_id": "123456789"}, expect_errors=True)
+    assert_page(page, status)
+    assert poll(app, code["device_code"]).json["error"] == "authorization_pending"  # the person may reload
 
 
 # --- Enedis, live: the demo server and its simulated Enedis
 
 def test_enedis_slow_or_garbled_through_a_live_server(live_server):
-    base = live_server(UPSTREAM_READ_TIMEOUT="1")
+    base = live_server(UPSTREAM_READ_TIMEOUT="1", ENEDIS_API_MODE="legacy")
     token = device_tokens(base)["access_token"]
     simulator(base, delay=3)
     started = time.monotonic()

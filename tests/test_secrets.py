@@ -24,6 +24,7 @@ SECRET = "s3cr3t-value"  # CLIENT_SECRET in conftest.py
 TOKEN_V3 = "https://gw.ext.prod.api.enedis.fr/oauth2/v3/token"
 LOAD_CURVE = "metering_data_clc/v5/consumption_load_curve"
 DATA_URL = f"https://gw.ext.prod.api.enedis.fr/{LOAD_CURVE}"
+SUBSCRIBED = "https://gw.ext.prod.api.enedis.fr/subscribed_services/v1"
 TOKEN_ENDPOINT = "https://oauth.example.org/token"
 # Where a secret is handed to its owner: the only answers allowed to hold one.
 DELIVERIES = ("/device/code", "/device/token", "/device/proxy")
@@ -86,7 +87,7 @@ def found_in(text, values):
 
 
 def test_client_credentials_flow_and_data_calls_at_debug(make_config, sqlite_store, clock, enedis_mock, captured):
-    config = make_config()
+    config = make_config(ENEDIS_API_MODE="legacy")  # v5 forwarded as is: the calls mocked here
     enedis_token = marked("enedis-token")
     enedis_mock.add(responses.POST, TOKEN_V3, json={"access_token": enedis_token, "expires_in": 3600})
     enedis_mock.add(responses.GET, DATA_URL, json={"meter_reading": {"usage_point_id": PRM1}})
@@ -129,17 +130,26 @@ def test_client_credentials_flow_and_data_calls_at_debug(make_config, sqlite_sto
     assert found_in(log, found) == [] and found_in(app.exposed(), found) == []
 
 
-def test_v2_return_with_an_autorisation_id_at_debug(make_config, sqlite_store, clock, enedis_mock, captured):
+def test_v2_returns_with_an_autorisation_id_at_debug(make_config, sqlite_store, clock, enedis_mock, captured):
     config = make_config(ENEDIS_AUTHORIZE_VERSION="v2")
     app = recorder(config, sqlite_store, EnedisClient(config, sqlite_store, clock=clock, sleep=clock.advance))
-    autorisation_id = marked("autorisation")
-    code = get_code(app)
-    query = confirm(app, code["user_code"])
-    page = app.get("/auth/redirect", {"state": query["state"], "autorisation_id": autorisation_id},
-                   expect_errors=True)
-    assert page.content_type == "text/html"  # served or refused, a page either way
-    found = {autorisation_id, code["device_code"], SECRET}
-    assert found_in(captured(), found) == [] and found_in(app.exposed(), found) == []
+    enedis_token = marked("enedis-token")
+    enedis_mock.add(responses.POST, TOKEN_V3, json={"access_token": enedis_token, "expires_in": 3600})
+    enedis_mock.add(responses.POST, SUBSCRIBED, json={"serviceSouscrit": [
+        {"pointId": PRM1, "etatCode": "ACTIF", "dateDebut": "2020-01-01"}]})  # an older share: logged at WARNING
+    enedis_mock.add(responses.POST, SUBSCRIBED, body=requests.ConnectionError("refused"))
+    found = {SECRET, enedis_token}
+    for expected in (200, 502):
+        autorisation_id = str(10**14 + secrets.randbelow(10**14))  # Enedis's ids are numbers
+        code = get_code(app)
+        query = confirm(app, code["user_code"])
+        page = app.get("/auth/redirect", {"state": query["state"], "autorisation_id": autorisation_id},
+                       expect_errors=True)
+        assert page.status_int == expected
+        found |= {autorisation_id, code["device_code"]}
+    log = captured()
+    assert "v2 consent" in log and "upstream unreachable" in log
+    assert found_in(log, found) == [] and found_in(app.exposed(), found) == []
 
 
 def test_pass_through_flow_and_refresh_proxy_at_debug(make_config, sqlite_store, captured):
