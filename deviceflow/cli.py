@@ -81,10 +81,9 @@ def build_app(config: configuration.Config):
     """The WSGI app with its store, upstream client and, in demo mode, the simulator."""
     from deviceflow.enedis import EnedisClient
     from deviceflow.metrics import Metrics
-    from deviceflow.store import open_store
     from deviceflow.web import make_app
 
-    store = open_store(config)
+    store = open_configured_store(config)  # a store unusable at start: one line and exit 1, no traceback
     metrics = Metrics(store)  # one for the routes and the Enedis client
     enedis = EnedisClient(config, store, metrics=metrics)
     simulator = None

@@ -18,6 +18,7 @@ import requests
 import responses
 from pymongo.errors import AutoReconnect
 
+from deviceflow.config import KNOWN_NAMES
 from deviceflow.enedis import EnedisClient
 from deviceflow.store import SQLiteStore
 from helpers import DEVICE_GRANT, PRM1, confirm, consent, get_code, poll, refresh, tokens_for
@@ -83,6 +84,19 @@ def test_sqlite_locked_by_another_process_is_503_then_recovers(make_web, config,
     assert poll(app, code["device_code"]).json["error"] == "authorization_pending"
     assert consent(app, code["user_code"]).status_int == 200
     assert poll(app, code["device_code"]).status_int == 200
+
+
+@pytest.mark.parametrize("where", ["a directory", "under a file"])
+def test_a_store_unusable_at_start_is_one_line_and_exit_1(tmp_path, where):
+    blocker = tmp_path / "blocker"
+    blocker.mkdir() if where == "a directory" else blocker.write_text("")
+    path = blocker if where == "a directory" else blocker / "store.sqlite3"
+    env = {k: v for k, v in os.environ.items() if k not in KNOWN_NAMES}
+    started = subprocess.run([sys.executable, "-m", "deviceflow", "serve", "--demo", "--port", "1"], cwd=tmp_path,
+                             env={**env, "SQLITE_PATH": str(path)}, capture_output=True, text=True, timeout=30)
+    assert started.returncode == 1 and "Traceback" not in started.stderr
+    assert started.stderr.strip().splitlines()[-1].startswith(f"deviceflow: the sqlite store at {path} is not "
+                                                               "available (")
 
 
 class Outage:
