@@ -19,6 +19,10 @@ from deviceflow import __version__, config as configuration
 
 log = logging.getLogger("deviceflow")
 
+# Proxy headers are checked by our own middleware against TRUSTED_PROXIES, so
+# waitress must leave them in place. bench/ serves its ceiling with these too.
+WAITRESS_OPTIONS = {"clear_untrusted_proxy_headers": False, "ident": "deviceflow", "channel_timeout": 60}
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deviceflow", description="OAuth 2.0 Device Flow proxy for Enedis")
@@ -104,10 +108,7 @@ def serve(args) -> int:
     app = build_app(config)
     log.info("deviceflow %s on http://%s:%d (public URL %s, store %s%s)", __version__, args.host, args.port,
              config.base_url, config.db_type, ", DEMO: simulated Enedis" if config.demo else "")
-    # Proxy headers are checked by our own middleware against TRUSTED_PROXIES,
-    # so waitress must leave them in place.
-    waitress.serve(app, host=args.host, port=args.port, threads=config.threads,
-                   clear_untrusted_proxy_headers=False, ident="deviceflow", channel_timeout=60)
+    waitress.serve(app, host=args.host, port=args.port, threads=config.threads, **WAITRESS_OPTIONS)
     return 0
 
 
