@@ -61,7 +61,7 @@ function done(summary, latency, requests)
    local e = summary.errors
    io.write(string.format(
       'BENCH {"requests": %d, "duration_us": %d, "p50_us": %d, "p90_us": %d, "p99_us": %d, ' ..
-      '"max_us": %d, "socket_errors": %d, "unexpected": %d}\n',
+      '"max_us": %d, "socket_errors": %d, "http_errors": %d, "unexpected": %d}\n',
       summary.requests, summary.duration, latency:percentile(50), latency:percentile(90),
-      latency:percentile(99), latency.max, e.connect + e.read + e.write + e.timeout, odd))
+      latency:percentile(99), latency.max, e.connect + e.read + e.write + e.timeout, e.status, odd))
 end
