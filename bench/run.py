@@ -165,7 +165,7 @@ def seed(env: dict, count: int) -> list[tuple[str, str]]:
 
     store = SQLiteStore(env["SQLITE_PATH"])
     flow = DeviceFlow(configuration.load(environ=env, dotenv_path=None), store)
-    conn = store._conn()  # one transaction: 100 000 commits would take minutes
+    conn = store._writer_conn()  # the writes below in one transaction: 100 000 commits would take minutes
     conn.execute("BEGIN")
     codes = []
     for _ in range(count):

@@ -120,12 +120,16 @@ class SQLiteStore(Store):
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             self.target, self.uri = path, False
         self.local = threading.local()
-        # Writers of this process take turns here rather than in SQLite's busy
-        # handler, which sleeps (up to 100 ms a time) and, with a WAL kept above
-        # its checkpoint threshold by the other connections, made nearly every
-        # commit a checkpoint with two fsyncs. Other processes still wait in
-        # the busy handler. Readers never wait (WAL).
-        self.writing = threading.Lock()
+        # Single-statement writes share one connection, on which SQLite
+        # serializes them with its own mutex, outside the GIL. With a connection
+        # per thread, concurrent commits met in SQLite's busy handler, which
+        # sleeps up to 100 ms a time, and kept the WAL above its checkpoint
+        # threshold so that most commits ran a checkpoint; a Python lock
+        # instead made writers queue behind a holder waiting for the GIL.
+        # Reads and update_if's transaction keep the thread's own connection;
+        # other processes still wait in the busy handler.
+        self._writer = None
+        self._opening = threading.Lock()
         self._keepalive = None
         with self._errors():
             conn = self._conn()
@@ -136,29 +140,46 @@ class SQLiteStore(Store):
                 " value TEXT NOT NULL, expires_at REAL NOT NULL, PRIMARY KEY (kind, key)) WITHOUT ROWID")
             conn.execute("CREATE INDEX IF NOT EXISTS records_expiry ON records (expires_at)")
 
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.target, timeout=self.busy_timeout, isolation_level=None,
+                               check_same_thread=False, uri=self.uri)
+        for pragma in self.PRAGMAS:
+            conn.execute(pragma)
+        return conn
+
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self.local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.target, timeout=self.busy_timeout, isolation_level=None,
-                                   check_same_thread=False, uri=self.uri)
-            for pragma in self.PRAGMAS:
-                conn.execute(pragma)
-            self.local.conn = conn
+            conn = self.local.conn = self._connect()
+        return conn
+
+    def _writer_conn(self) -> sqlite3.Connection:
+        conn = self._writer
+        if conn is None:
+            with self._opening:
+                if self._writer is None:
+                    self._writer = self._connect()
+                conn = self._writer
         return conn
 
     @contextmanager
-    def _errors(self):
+    def _errors(self, shared: bool = False):
         """SQLite errors become StoreUnavailable, and the broken connection is
-        dropped so that the next call reconnects: the server recovers by itself."""
+        dropped so that the next call reconnects: the server recovers by itself.
+        The shared writer is only forgotten: other threads may be using it, and
+        it closes when the last of them lets go."""
         try:
             yield
         except sqlite3.Error as exc:
-            conn, self.local.conn = getattr(self.local, "conn", None), None
-            if conn is not None and conn is not self._keepalive:
-                try:
-                    conn.close()
-                except sqlite3.Error:
-                    pass
+            if shared:
+                self._writer = None
+            else:
+                conn, self.local.conn = getattr(self.local, "conn", None), None
+                if conn is not None and conn is not self._keepalive:
+                    try:
+                        conn.close()
+                    except sqlite3.Error:
+                        pass
             log.warning("store error: %s", exc)
             self._failed()
             raise StoreUnavailable("the store is not available") from exc
@@ -168,9 +189,9 @@ class SQLiteStore(Store):
             return self._conn().execute(sql, args)
 
     def _write(self, sql: str, args=()) -> list:
-        """One statement that writes, in its own transaction; its rows, read before the lock is released."""
-        with self._errors(), self.writing:
-            return self._conn().execute(sql, args).fetchall()
+        """One statement that writes, on the shared writer connection; its rows."""
+        with self._errors(shared=True):
+            return self._writer_conn().execute(sql, args).fetchall()
 
     def put(self, kind, key, value, ttl):
         self._write("INSERT INTO records VALUES (?, ?, ?, ?) ON CONFLICT (kind, key) DO UPDATE"
@@ -196,7 +217,7 @@ class SQLiteStore(Store):
         return json.loads(rows[0][0]) if rows else None
 
     def update_if(self, kind, key, expect, changes, ttl=None):
-        with self._errors(), self.writing:
+        with self._errors():
             conn = self._conn()
             # IMMEDIATE takes the write lock before reading: no other process
             # can slip between the comparison and the write.
@@ -262,6 +283,9 @@ class SQLiteStore(Store):
         if conn is not None:
             conn.close()
             self.local.conn = None
+        writer, self._writer = self._writer, None
+        if writer is not None and writer is not self._keepalive:
+            writer.close()
 
 
 class MongoStore(Store):
