@@ -6,9 +6,10 @@ served, even before it is purged. The steps that must happen once - delivering
 a token, consuming a `state` - are single atomic operations (`take`,
 `update_if`), so two processes or two MongoDB clients never both win.
 
-SQLite is the embedded default (WAL, one connection per thread, safe for
-several processes on one host); MongoDB serves several instances behind a
-load balancer. Both raise `StoreUnavailable` instead of their own errors.
+SQLite is the embedded default (WAL, a connection per thread for reads, one
+shared by the threads for single-statement writes; safe for several processes
+on one host); MongoDB serves several instances behind a load balancer. Both
+raise `StoreUnavailable` instead of their own errors.
 """
 
 from __future__ import annotations
@@ -195,8 +196,8 @@ class SQLiteStore(Store):
 
     def put(self, kind, key, value, ttl):
         self._write("INSERT INTO records VALUES (?, ?, ?, ?) ON CONFLICT (kind, key) DO UPDATE"
-                  " SET value = excluded.value, expires_at = excluded.expires_at",
-                  (kind, key, json.dumps(value), self.clock() + ttl))
+                    " SET value = excluded.value, expires_at = excluded.expires_at",
+                    (kind, key, json.dumps(value), self.clock() + ttl))
 
     def add(self, kind, key, value, ttl):
         now = self.clock()
