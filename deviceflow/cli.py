@@ -19,7 +19,13 @@ from deviceflow import __version__, config as configuration
 
 log = logging.getLogger("deviceflow")
 
+# Proxy headers are checked by our own middleware against TRUSTED_PROXIES, so
+# waitress must leave them in place. Bodies the app would refuse anyway (over
+# 64 KiB) get its own 400; far bigger ones are refused by waitress before it
+# buffers them to disk. bench/ serves its ceiling with these settings too.
 MAX_REQUEST_BODY = 1024 * 1024
+WAITRESS_OPTIONS = {"clear_untrusted_proxy_headers": False, "ident": "deviceflow", "channel_timeout": 60,
+                    "max_request_body_size": MAX_REQUEST_BODY}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,13 +111,7 @@ def serve(args) -> int:
     app = build_app(config)
     log.info("deviceflow %s on http://%s:%d (public URL %s, store %s%s)", __version__, args.host, args.port,
              config.base_url, config.db_type, ", DEMO: simulated Enedis" if config.demo else "")
-    # Proxy headers are checked by our own middleware against TRUSTED_PROXIES,
-    # so waitress must leave them in place.
-    # Bodies the app would refuse anyway (over 64 KiB) get its own 400; far
-    # bigger ones are refused by waitress before it buffers them to disk.
-    waitress.serve(app, host=args.host, port=args.port, threads=config.threads,
-                   clear_untrusted_proxy_headers=False, ident="deviceflow", channel_timeout=60,
-                   max_request_body_size=MAX_REQUEST_BODY)
+    waitress.serve(app, host=args.host, port=args.port, threads=config.threads, **WAITRESS_OPTIONS)
     return 0
 
 

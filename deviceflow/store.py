@@ -6,9 +6,10 @@ served, even before it is purged. The steps that must happen once - delivering
 a token, consuming a `state` - are single atomic operations (`take`,
 `update_if`), so two processes or two MongoDB clients never both win.
 
-SQLite is the embedded default (WAL, one connection per thread, safe for
-several processes on one host); MongoDB serves several instances behind a
-load balancer. Both raise `StoreUnavailable` instead of their own errors.
+SQLite is the embedded default (WAL, a connection per thread for reads, one
+shared by the threads for single-statement writes; safe for several processes
+on one host); MongoDB serves several instances behind a load balancer. Both
+raise `StoreUnavailable` instead of their own errors.
 """
 
 from __future__ import annotations
@@ -120,6 +121,16 @@ class SQLiteStore(Store):
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             self.target, self.uri = path, False
         self.local = threading.local()
+        # Single-statement writes share one connection, on which SQLite
+        # serializes them with its own mutex, outside the GIL. With a connection
+        # per thread, concurrent commits met in SQLite's busy handler, which
+        # sleeps up to 100 ms a time, and kept the WAL above its checkpoint
+        # threshold so that most commits ran a checkpoint; a Python lock
+        # instead made writers queue behind a holder waiting for the GIL.
+        # Reads and update_if's transaction keep the thread's own connection;
+        # other processes still wait in the busy handler.
+        self._writer = None
+        self._opening = threading.Lock()
         self._keepalive = None
         with self._errors():
             conn = self._conn()
@@ -130,29 +141,46 @@ class SQLiteStore(Store):
                 " value TEXT NOT NULL, expires_at REAL NOT NULL, PRIMARY KEY (kind, key)) WITHOUT ROWID")
             conn.execute("CREATE INDEX IF NOT EXISTS records_expiry ON records (expires_at)")
 
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.target, timeout=self.busy_timeout, isolation_level=None,
+                               check_same_thread=False, uri=self.uri)
+        for pragma in self.PRAGMAS:
+            conn.execute(pragma)
+        return conn
+
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self.local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.target, timeout=self.busy_timeout, isolation_level=None,
-                                   check_same_thread=False, uri=self.uri)
-            for pragma in self.PRAGMAS:
-                conn.execute(pragma)
-            self.local.conn = conn
+            conn = self.local.conn = self._connect()
+        return conn
+
+    def _writer_conn(self) -> sqlite3.Connection:
+        conn = self._writer
+        if conn is None:
+            with self._opening:
+                if self._writer is None:
+                    self._writer = self._connect()
+                conn = self._writer
         return conn
 
     @contextmanager
-    def _errors(self):
+    def _errors(self, shared: bool = False):
         """SQLite errors become StoreUnavailable, and the broken connection is
-        dropped so that the next call reconnects: the server recovers by itself."""
+        dropped so that the next call reconnects: the server recovers by itself.
+        The shared writer is only forgotten: other threads may be using it, and
+        it closes when the last of them lets go."""
         try:
             yield
         except sqlite3.Error as exc:
-            conn, self.local.conn = getattr(self.local, "conn", None), None
-            if conn is not None and conn is not self._keepalive:
-                try:
-                    conn.close()
-                except sqlite3.Error:
-                    pass
+            if shared:
+                self._writer = None
+            else:
+                conn, self.local.conn = getattr(self.local, "conn", None), None
+                if conn is not None and conn is not self._keepalive:
+                    try:
+                        conn.close()
+                    except sqlite3.Error:
+                        pass
             log.warning("store error: %s", exc)
             self._failed()
             raise StoreUnavailable("the store is not available") from exc
@@ -161,18 +189,23 @@ class SQLiteStore(Store):
         with self._errors():
             return self._conn().execute(sql, args)
 
+    def _write(self, sql: str, args=()) -> list:
+        """One statement that writes, on the shared writer connection; its rows."""
+        with self._errors(shared=True):
+            return self._writer_conn().execute(sql, args).fetchall()
+
     def put(self, kind, key, value, ttl):
-        self._run("INSERT INTO records VALUES (?, ?, ?, ?) ON CONFLICT (kind, key) DO UPDATE"
-                  " SET value = excluded.value, expires_at = excluded.expires_at",
-                  (kind, key, json.dumps(value), self.clock() + ttl))
+        self._write("INSERT INTO records VALUES (?, ?, ?, ?) ON CONFLICT (kind, key) DO UPDATE"
+                    " SET value = excluded.value, expires_at = excluded.expires_at",
+                    (kind, key, json.dumps(value), self.clock() + ttl))
 
     def add(self, kind, key, value, ttl):
         now = self.clock()
-        cur = self._run("INSERT INTO records VALUES (?, ?, ?, ?) ON CONFLICT (kind, key) DO UPDATE"
-                        " SET value = excluded.value, expires_at = excluded.expires_at"
-                        " WHERE records.expires_at <= ?",
-                        (kind, key, json.dumps(value), now + ttl, now))
-        return cur.rowcount == 1
+        written = self._write("INSERT INTO records VALUES (?, ?, ?, ?) ON CONFLICT (kind, key) DO UPDATE"
+                              " SET value = excluded.value, expires_at = excluded.expires_at"
+                              " WHERE records.expires_at <= ? RETURNING 1",
+                              (kind, key, json.dumps(value), now + ttl, now))
+        return bool(written)
 
     def get(self, kind, key):
         row = self._run("SELECT value FROM records WHERE kind = ? AND key = ? AND expires_at > ?",
@@ -180,9 +213,9 @@ class SQLiteStore(Store):
         return json.loads(row[0]) if row else None
 
     def take(self, kind, key):
-        row = self._run("DELETE FROM records WHERE kind = ? AND key = ? AND expires_at > ? RETURNING value",
-                        (kind, key, self.clock())).fetchone()
-        return json.loads(row[0]) if row else None
+        rows = self._write("DELETE FROM records WHERE kind = ? AND key = ? AND expires_at > ? RETURNING value",
+                           (kind, key, self.clock()))
+        return json.loads(rows[0][0]) if rows else None
 
     def update_if(self, kind, key, expect, changes, ttl=None):
         with self._errors():
@@ -213,17 +246,23 @@ class SQLiteStore(Store):
                 raise
 
     def incr(self, kind, key, window):
+        # Within a window only the count changes: one page written, the expiry
+        # and its index left alone (a poll is a write; this keeps it small).
         now = self.clock()
-        row = self._run(
-            "INSERT INTO records VALUES (?, ?, '1', ?) ON CONFLICT (kind, key) DO UPDATE SET"
-            " value = CASE WHEN records.expires_at <= ? THEN '1' ELSE CAST(CAST(records.value AS INTEGER) + 1 AS TEXT) END,"
-            " expires_at = CASE WHEN records.expires_at <= ? THEN excluded.expires_at ELSE records.expires_at END"
-            " RETURNING value",
-            (kind, key, now + window, now, now)).fetchone()
-        return int(row[0])
+        for _ in range(3):
+            rows = self._write("INSERT INTO records VALUES (?, ?, '1', ?) ON CONFLICT (kind, key) DO UPDATE"
+                               " SET value = CAST(CAST(records.value AS INTEGER) + 1 AS TEXT)"
+                               " WHERE records.expires_at > ? RETURNING value",
+                               (kind, key, now + window, now))
+            rows = rows or self._write("UPDATE records SET value = '1', expires_at = ?"
+                                       " WHERE kind = ? AND key = ? AND expires_at <= ? RETURNING value",
+                                       (now + window, kind, key, now))
+            if rows:  # else another process opened the new window in between: count in it
+                return int(rows[0][0])
+        raise StoreUnavailable("counter contention")
 
     def delete(self, kind, key):
-        self._run("DELETE FROM records WHERE kind = ? AND key = ?", (kind, key))
+        self._write("DELETE FROM records WHERE kind = ? AND key = ?", (kind, key))
 
     def count(self, kind):
         return self._run("SELECT COUNT(*) FROM records WHERE kind = ? AND expires_at > ?",
@@ -235,7 +274,7 @@ class SQLiteStore(Store):
         return ((key, json.loads(value)) for key, value in rows)
 
     def purge(self):
-        return self._run("DELETE FROM records WHERE expires_at <= ?", (self.clock(),)).rowcount
+        return len(self._write("DELETE FROM records WHERE expires_at <= ? RETURNING 1", (self.clock(),)))
 
     def ping(self):
         self._run("SELECT 1").fetchone()
@@ -245,6 +284,9 @@ class SQLiteStore(Store):
         if conn is not None:
             conn.close()
             self.local.conn = None
+        writer, self._writer = self._writer, None
+        if writer is not None and writer is not self._keepalive:
+            writer.close()
 
 
 class MongoStore(Store):

@@ -57,6 +57,7 @@ def test_store_errors_are_counted(metered, sqlite_store, monkeypatch):
     def broken(*args, **kwargs):
         raise sqlite3.OperationalError("disk I/O error")
     monkeypatch.setattr(sqlite_store, "_conn", broken)
+    monkeypatch.setattr(sqlite_store, "_writer_conn", broken)
     assert metered.post("/device/code", {"client_id": "test-client"}, status=503).json["error"] == \
         "temporarily_unavailable"
     monkeypatch.undo()

@@ -128,6 +128,24 @@ def test_only_one_of_many_threads_wins_a_take(tmp_path):
     assert len(wins) == 1
 
 
+def test_threads_counting_at_once_each_get_their_own_count(tmp_path):
+    # Polls of one server run on many threads; none may wait out SQLite's busy timeout (503).
+    store = SQLiteStore(str(tmp_path / "count.sqlite3"), busy_timeout=0.01)
+    counts, barrier = [], threading.Barrier(32)
+
+    def poll():
+        barrier.wait()
+        for _ in range(20):
+            counts.append(store.incr("poll", "d", 60))
+
+    threads = [threading.Thread(target=poll) for _ in range(32)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(counts) == list(range(1, 641))
+
+
 def test_sqlite_file_holds_values_and_survives_reopening(tmp_path):
     path = str(tmp_path / "s.sqlite3")
     SQLiteStore(path).put("refresh", digest("tok"), {"usage_points": ["1"]}, 600)
