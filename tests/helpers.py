@@ -1,11 +1,27 @@
 """Small steps of the flow that many tests repeat, written as a device and a browser would do them."""
 
 import hashlib
+import threading
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 PRM1, PRM2 = "11111111111111", "22222222222222"
+
+
+def at_once(calls, timeout=60):
+    """Runs every call on its own thread, all released at the same moment; their results."""
+    barrier, results = threading.Barrier(len(calls)), []
+
+    def run(call):
+        barrier.wait()
+        results.append(call())
+    threads = [threading.Thread(target=run, args=(call,)) for call in calls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+    return results
 
 
 def get_code(app, client_id="test-client", **extra):

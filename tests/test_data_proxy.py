@@ -18,7 +18,7 @@ from webtest import TestApp
 
 from deviceflow.enedis import BUDGET_WAIT, EnedisClient
 from deviceflow.store import StoreUnavailable
-from helpers import PRM1, PRM2, tokens_for
+from helpers import PRM1, PRM2, at_once, tokens_for
 
 TOKEN_URL = "https://gw.ext.prod.api.enedis.fr/oauth2/v3/token"
 DATA = "https://gw.ext.prod.api.enedis.fr"
@@ -282,16 +282,7 @@ def test_fifty_concurrent_requests_fetch_one_enedis_token(make_proxy, make_confi
         return 200, {}, json.dumps({"access_token": "enedis-token", "expires_in": "12600"})
     enedis_mock.add_callback(responses.POST, TOKEN_URL, callback=slow_token)
     enedis_mock.add(responses.GET, LOAD_CURVE_URL, body=V5_LOAD_CURVE, content_type="application/json")
-    barrier, statuses = threading.Barrier(50), []
-
-    def device():
-        barrier.wait()
-        statuses.append(fetch(proxy, token).status_int)
-    threads = [threading.Thread(target=device) for _ in range(50)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    statuses = at_once([lambda: fetch(proxy, token).status_int] * 50)
     assert statuses == [200] * 50
     assert len([c for c in enedis_mock.calls if c.request.url == TOKEN_URL]) == 1
     assert len(enedis_mock.calls) == 51

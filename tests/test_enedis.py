@@ -13,6 +13,7 @@ import responses
 from deviceflow.enedis import (BUDGET_WAIT, EnedisClient, UpstreamBusy, V5_PATHS, data_path,
                                parse_next_access_time)
 from deviceflow.upstream import UpstreamBadAnswer, UpstreamTimeout, UpstreamUnreachable
+from helpers import at_once
 
 TOKEN_URL = "https://gw.ext.prod.api.enedis.fr/oauth2/v3/token"
 DATA = "https://gw.ext.prod.api.enedis.fr"
@@ -161,16 +162,7 @@ def test_fifty_threads_without_a_token_cause_one_token_call(enedis_mock, config,
         return 200, {}, json.dumps({"access_token": "shared", "expires_in": "12600"})
     enedis_mock.add_callback(responses.POST, TOKEN_URL, callback=slow_token)
     instances = [EnedisClient(config, sqlite_store, clock=clock, sleep=time.sleep) for _ in range(2)]
-    barrier, tokens = threading.Barrier(50), []
-
-    def ask(instance):
-        barrier.wait()
-        tokens.append(instance.access_token())
-    threads = [threading.Thread(target=ask, args=(instances[i % 2],)) for i in range(50)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
+    tokens = at_once([instances[i % 2].access_token for i in range(50)])
     assert tokens == ["shared"] * 50
     assert len(calls_to(enedis_mock, TOKEN_URL)) == 1
 

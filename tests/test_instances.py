@@ -2,7 +2,6 @@
 and tokens are still delivered once, however many pollers race for them."""
 
 import os
-import threading
 from collections import Counter
 
 import pytest
@@ -12,25 +11,11 @@ from webtest import TestApp
 from browser import Browser
 from deviceflow.store import MongoStore
 from deviceflow.web import make_app
-from helpers import DEVICE_GRANT, PRM1, confirm, poll
+from helpers import DEVICE_GRANT, PRM1, at_once, confirm, poll
 from test_e2e import PRM, device_post
 
 RACERS = 30
 
-
-def race(pollers):
-    """Every poller polls once, all released at the same moment; the statuses and bodies."""
-    barrier, answers = threading.Barrier(len(pollers)), []
-
-    def run(poll_once):
-        barrier.wait()
-        answers.append(poll_once())
-    threads = [threading.Thread(target=run, args=(p,)) for p in pollers]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    return answers
 
 
 @pytest.fixture
@@ -52,7 +37,7 @@ def test_two_processes_on_one_sqlite_file_deliver_once(two_instances):
 
     def poller(base):
         return lambda: device_post(base, "/device/token", grant_type=DEVICE_GRANT, device_code=code["device_code"])
-    answers = race([poller(a if i % 2 else b) for i in range(RACERS)])
+    answers = at_once([poller(a if i % 2 else b) for i in range(RACERS)])
     statuses = Counter(answer.status_code for answer in answers)
     assert statuses == {200: 1, 400: RACERS - 1}, statuses
     assert {answer.json()["error"] for answer in answers if answer.status_code == 400} == {"invalid_grant"}
@@ -105,5 +90,5 @@ def test_thirty_pollers_on_two_instances_of_a_real_mongodb_get_one_delivery(conf
     code = a.post("/device/code", {"client_id": "test-client"}).json
     query = confirm(b, code["user_code"])
     b.get("/auth/redirect", {"state": query["state"], "code": "c", "usage_point_id": PRM1}, status=200)
-    answers = race([(lambda app=a if i % 2 else b: poll(app, code["device_code"])) for i in range(RACERS)])
+    answers = at_once([(lambda app=a if i % 2 else b: poll(app, code["device_code"])) for i in range(RACERS)])
     assert Counter(answer.status_int for answer in answers) == {200: 1, 400: RACERS - 1}

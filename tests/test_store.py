@@ -2,11 +2,11 @@
 
 import os
 import sqlite3
-import threading
 
 import pytest
 
 from deviceflow.store import MongoStore, SQLiteStore, StoreUnavailable, digest
+from helpers import at_once
 
 
 def test_put_then_get_returns_the_value(any_store):
@@ -113,36 +113,22 @@ def test_digest_is_sha256_hex():
 def test_only_one_of_many_threads_wins_a_take(tmp_path):
     store = SQLiteStore(str(tmp_path / "race.sqlite3"))
     store.put("flow", "k", {"status": "approved"}, 60)
-    wins, barrier = [], threading.Barrier(20)
 
     def grab():
-        barrier.wait()
-        if store.update_if("flow", "k", {"status": "approved"}, {"status": "delivered"}) is not None:
-            wins.append(1)
+        return store.update_if("flow", "k", {"status": "approved"}, {"status": "delivered"})
 
-    threads = [threading.Thread(target=grab) for _ in range(20)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    wins = [taken for taken in at_once([grab] * 20) if taken is not None]
     assert len(wins) == 1
 
 
 def test_threads_counting_at_once_each_get_their_own_count(tmp_path):
     # Polls of one server run on many threads; none may wait out SQLite's busy timeout (503).
     store = SQLiteStore(str(tmp_path / "count.sqlite3"), busy_timeout=0.01)
-    counts, barrier = [], threading.Barrier(32)
 
     def poll():
-        barrier.wait()
-        for _ in range(20):
-            counts.append(store.incr("poll", "d", 60))
+        return [store.incr("poll", "d", 60) for _ in range(20)]
 
-    threads = [threading.Thread(target=poll) for _ in range(32)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    counts = [count for counts in at_once([poll] * 32) for count in counts]
     assert sorted(counts) == list(range(1, 641))
 
 
