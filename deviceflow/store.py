@@ -121,16 +121,15 @@ class SQLiteStore(Store):
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             self.target, self.uri = path, False
         self.local = threading.local()
-        # Single-statement writes share one connection, on which SQLite
-        # serializes them with its own mutex, outside the GIL. With a connection
-        # per thread, concurrent commits met in SQLite's busy handler, which
-        # sleeps up to 100 ms a time, and kept the WAL above its checkpoint
-        # threshold so that most commits ran a checkpoint; a Python lock
-        # instead made writers queue behind a holder waiting for the GIL.
-        # Reads and update_if's transaction keep the thread's own connection;
-        # other processes still wait in the busy handler.
+        # A process writes through one connection, one statement at a time
+        # under a lock, so that its own writers never meet in SQLite's busy
+        # handler (which sleeps up to 100 ms a time). Without the lock, threads'
+        # statements overlapped on that connection, and SQLite commits only when
+        # none is running: under load the writes stayed invisible to the readers
+        # and to other processes, and a crash would have lost them. Reads use
+        # the thread's own connection; other processes wait in the busy handler.
         self._writer = None
-        self._opening = threading.Lock()
+        self._writing = threading.Lock()
         self._keepalive = None
         with self._errors():
             conn = self._conn()
@@ -154,21 +153,11 @@ class SQLiteStore(Store):
             conn = self.local.conn = self._connect()
         return conn
 
-    def _writer_conn(self) -> sqlite3.Connection:
-        conn = self._writer
-        if conn is None:
-            with self._opening:
-                if self._writer is None:
-                    self._writer = self._connect()
-                conn = self._writer
-        return conn
-
     @contextmanager
     def _errors(self, shared: bool = False):
         """SQLite errors become StoreUnavailable, and the broken connection is
         dropped so that the next call reconnects: the server recovers by itself.
-        The shared writer is only forgotten: other threads may be using it, and
-        it closes when the last of them lets go."""
+        The shared writer is only forgotten, as a thread may still hold it."""
         try:
             yield
         except sqlite3.Error as exc:
@@ -185,14 +174,13 @@ class SQLiteStore(Store):
             self._failed()
             raise StoreUnavailable("the store is not available") from exc
 
-    def _run(self, sql: str, args=()) -> sqlite3.Cursor:
-        with self._errors():
-            return self._conn().execute(sql, args)
-
     def _write(self, sql: str, args=()) -> list:
-        """One statement that writes, on the shared writer connection; its rows."""
-        with self._errors(shared=True):
-            return self._writer_conn().execute(sql, args).fetchall()
+        """One statement that writes, on the shared writer connection, run to
+        its end (and so committed) before the next one starts; its rows."""
+        with self._writing, self._errors(shared=True):
+            if self._writer is None:
+                self._writer = self._connect()
+            return self._writer.execute(sql, args).fetchall()
 
     def put(self, kind, key, value, ttl):
         self._write("INSERT INTO records VALUES (?, ?, ?, ?) ON CONFLICT (kind, key) DO UPDATE"
@@ -207,10 +195,21 @@ class SQLiteStore(Store):
                               (kind, key, json.dumps(value), now + ttl, now))
         return bool(written)
 
+    def _read(self, sql: str, args=()) -> list:
+        """Every row of a query on the thread's own connection. All of them:
+        a statement left on its first row keeps its read transaction, and the
+        next reads on that connection would see the database as it was then."""
+        with self._errors():
+            return self._conn().execute(sql, args).fetchall()
+
+    def _value(self, kind, key) -> str | None:
+        rows = self._read("SELECT value FROM records WHERE kind = ? AND key = ? AND expires_at > ?",
+                          (kind, key, self.clock()))
+        return rows[0][0] if rows else None
+
     def get(self, kind, key):
-        row = self._run("SELECT value FROM records WHERE kind = ? AND key = ? AND expires_at > ?",
-                        (kind, key, self.clock())).fetchone()
-        return json.loads(row[0]) if row else None
+        text = self._value(kind, key)
+        return json.loads(text) if text is not None else None
 
     def take(self, kind, key):
         rows = self._write("DELETE FROM records WHERE kind = ? AND key = ? AND expires_at > ? RETURNING value",
@@ -218,32 +217,26 @@ class SQLiteStore(Store):
         return json.loads(rows[0][0]) if rows else None
 
     def update_if(self, kind, key, expect, changes, ttl=None):
-        with self._errors():
-            conn = self._conn()
-            # IMMEDIATE takes the write lock before reading: no other process
-            # can slip between the comparison and the write.
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                now = self.clock()
-                row = conn.execute("SELECT value FROM records WHERE kind = ? AND key = ? AND expires_at > ?",
-                                   (kind, key, now)).fetchone()
-                before = json.loads(row[0]) if row else None
-                if before is None or not _matches(before, expect):
-                    conn.execute("COMMIT")
-                    return None
-                after = {**before, **changes}
-                if ttl is None:
-                    conn.execute("UPDATE records SET value = ? WHERE kind = ? AND key = ?",
-                                 (json.dumps(after), kind, key))
-                else:
-                    conn.execute("UPDATE records SET value = ?, expires_at = ? WHERE kind = ? AND key = ?",
-                                 (json.dumps(after), now + ttl, kind, key))
-                conn.execute("COMMIT")
+        # Read, then write only if the stored text is still what was read: a
+        # compare-and-set in one statement on the shared writer. A transaction
+        # on the thread's own connection would hold the write lock across GIL
+        # hand-offs, while a thread holding the GIL waits on the writer's mutex
+        # behind a statement waiting for that lock: the process stood still.
+        for _ in range(8):
+            text = self._value(kind, key)
+            if text is None:
+                return None
+            before = json.loads(text)
+            if not _matches(before, expect):
+                return None
+            now = self.clock()
+            if self._write("UPDATE records SET value = ?, expires_at = CASE WHEN ? THEN ? ELSE expires_at END"
+                           " WHERE kind = ? AND key = ? AND value = ? AND expires_at > ? RETURNING 1",
+                           (json.dumps({**before, **changes}), ttl is not None, now + (ttl or 0),
+                            kind, key, text, now)):
                 return before
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+            # else another writer changed the record in between: look again
+        raise StoreUnavailable("record contention")
 
     def incr(self, kind, key, window):
         # Within a window only the count changes: one page written, the expiry
@@ -265,19 +258,19 @@ class SQLiteStore(Store):
         self._write("DELETE FROM records WHERE kind = ? AND key = ?", (kind, key))
 
     def count(self, kind):
-        return self._run("SELECT COUNT(*) FROM records WHERE kind = ? AND expires_at > ?",
-                         (kind, self.clock())).fetchone()[0]
+        return self._read("SELECT COUNT(*) FROM records WHERE kind = ? AND expires_at > ?",
+                          (kind, self.clock()))[0][0]
 
     def scan(self, kind):
-        rows = self._run("SELECT key, value FROM records WHERE kind = ? AND expires_at > ?",
-                         (kind, self.clock())).fetchall()
+        rows = self._read("SELECT key, value FROM records WHERE kind = ? AND expires_at > ?",
+                          (kind, self.clock()))
         return ((key, json.loads(value)) for key, value in rows)
 
     def purge(self):
         return len(self._write("DELETE FROM records WHERE expires_at <= ? RETURNING 1", (self.clock(),)))
 
     def ping(self):
-        self._run("SELECT 1").fetchone()
+        self._read("SELECT 1")
 
     def close(self):
         conn = getattr(self.local, "conn", None)

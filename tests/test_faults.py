@@ -296,7 +296,13 @@ def test_sigkill_during_traffic_loses_no_delivered_token(live_server, tmp_path):
     threads += [threading.Thread(target=collect, args=(c,)) for c in approved]
     for thread in threads:
         thread.start()
-    time.sleep(1.0)
+    # Kill once every device has had something delivered, while the rotations go on;
+    # a loaded machine may take longer than usual to get there.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (
+            len(collected) == len(approved) and all(old != new for old, new in zip(chains, latest))):
+        time.sleep(0.05)
+    time.sleep(0.2)
     server = live_server.processes[-1]
     os.kill(server.pid, signal.SIGKILL)
     server.wait(10)

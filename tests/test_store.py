@@ -132,6 +132,36 @@ def test_threads_counting_at_once_each_get_their_own_count(tmp_path):
     assert sorted(counts) == list(range(1, 641))
 
 
+def test_what_threads_write_is_read_back_at_once_here_and_by_another_process(tmp_path):
+    # A device refreshing right after its previous refresh must find the new token,
+    # whatever the other threads of the server are writing meanwhile.
+    path = str(tmp_path / "busy.sqlite3")
+    store, other_process = SQLiteStore(path), SQLiteStore(path)
+
+    def write_then_read(thread):
+        missed = []
+        for n in range(150):
+            store.put("refresh", f"{thread}-{n}", {"n": n}, 60)
+            store.update_if("refresh", f"{thread}-{n}", {"n": n}, {"used": True})
+            if store.get("refresh", f"{thread}-{n}") != {"n": n, "used": True}:
+                missed.append(("here", n))
+            if other_process.get("refresh", f"{thread}-{n}") is None:
+                missed.append(("there", n))
+        return missed
+
+    assert [miss for misses in at_once([lambda t=t: write_then_read(t) for t in range(8)]) for miss in misses] == []
+
+
+def test_compare_and_set_sees_what_another_process_changed(tmp_path):
+    path = str(tmp_path / "cas.sqlite3")
+    here, there = SQLiteStore(path), SQLiteStore(path)
+    here.put("flow", "k", {"status": "approved"}, 60)
+    assert here.get("flow", "k") == {"status": "approved"}
+    assert there.update_if("flow", "k", {"status": "approved"}, {"status": "delivered"}) == {"status": "approved"}
+    assert here.update_if("flow", "k", {"status": "approved"}, {"status": "delivered"}) is None
+    assert here.get("flow", "k") == {"status": "delivered"}
+
+
 def test_sqlite_file_holds_values_and_survives_reopening(tmp_path):
     path = str(tmp_path / "s.sqlite3")
     SQLiteStore(path).put("refresh", digest("tok"), {"usage_points": ["1"]}, 600)
