@@ -56,8 +56,9 @@ def test_refused_consent_counts_as_denied(metered):
 def test_store_errors_are_counted(metered, sqlite_store, monkeypatch):
     def broken(*args, **kwargs):
         raise sqlite3.OperationalError("disk I/O error")
-    monkeypatch.setattr(sqlite_store, "_conn", broken)
-    monkeypatch.setattr(sqlite_store, "_writer_conn", broken)
+    monkeypatch.setattr(sqlite_store, "_conn", broken)  # every read
+    monkeypatch.setattr(sqlite_store, "_connect", broken)  # the writer, once dropped
+    monkeypatch.setattr(sqlite_store, "_writer", None)
     assert metered.post("/device/code", {"client_id": "test-client"}, status=503).json["error"] == \
         "temporarily_unavailable"
     monkeypatch.undo()
