@@ -166,13 +166,12 @@ def seed(env: dict, count: int) -> list[tuple[str, str]]:
 
     store = SQLiteStore(env["SQLITE_PATH"])
     flow = DeviceFlow(configuration.load(environ=env, dotenv_path=None), store)
-    conn = store._writer_conn()  # the writes below in one transaction: 100 000 commits would take minutes
-    conn.execute("BEGIN")
+    store._write("BEGIN")  # the writes below in one transaction: 100 000 commits would take minutes
     codes = []
     for _ in range(count):
         started = flow.start(CLIENT_ID, user_agent="Bench/1.0.0")
         codes.append((started["device_code"], started["user_code"]))
-    conn.execute("COMMIT")
+    store._write("COMMIT")
     store.close()
     return codes
 
