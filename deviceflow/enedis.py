@@ -5,9 +5,11 @@ Every DomoticzLinky install asks for its data between 08:00 and 09:00, and all
 of them share one Enedis application quota, so:
 
 - the client_credentials token lives in the store, where every instance finds
-  it; it is fetched by one thread of one instance at a time (a lock record in
-  the store plus an in-process lock), renewed shortly before it expires, and
-  renewed once when Enedis answers 401;
+  it, encrypted under a key derived from CLIENT_SECRET (deviceflow.sealing),
+  which every one of them has and a copy of the store does not; it is fetched
+  by one thread of one instance at a time (a lock record in the store plus an
+  in-process lock), renewed shortly before it expires, and renewed once when
+  Enedis answers 401;
 - no more than ENEDIS_MAX_CALLS_PER_SECOND calls leave all the instances
   sharing the store: each call reserves a slot in a one-second window counted
   in the store, at most BUDGET_WAIT seconds ahead, and waits for it;
@@ -42,7 +44,7 @@ from zoneinfo import ZoneInfo
 
 import requests
 
-from deviceflow import translate
+from deviceflow import sealing, translate
 from deviceflow.config import Config
 from deviceflow.metrics import Metrics
 from deviceflow.store import Store
@@ -393,7 +395,11 @@ class EnedisClient:
 
     def _cached(self, stale: str | None) -> str | None:
         record = self.store.get(TOKEN_KIND, TOKEN_KEY)
-        token = record.get("access_token") if record else None
+        try:
+            token = sealing.decrypt(self.config.client_secret, record["encrypted"]).decode() if record else None
+        except (KeyError, sealing.CannotOpen, UnicodeDecodeError):
+            # Another secret (rotated), or a clear record from before encryption: no token, fetch one.
+            token = None
         return token if token and token != stale else None
 
     def _fetch_once(self, stale: str | None) -> str:
@@ -431,7 +437,8 @@ class EnedisClient:
         if not isinstance(token, str) or not token:
             raise UpstreamBadAnswer("the Enedis token answer holds no access_token")
         lifetime = _seconds(body.get("expires_in"), DEFAULT_TOKEN_LIFETIME)
-        self.store.put(TOKEN_KIND, TOKEN_KEY, {"access_token": token},
+        encrypted = sealing.encrypt(self.config.client_secret, token.encode())
+        self.store.put(TOKEN_KIND, TOKEN_KEY, {"encrypted": encrypted},
                        lifetime - min(TOKEN_RENEW_MARGIN, lifetime / 10))
         log.info("new Enedis client_credentials token, valid %ds", lifetime)
         return token

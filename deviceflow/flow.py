@@ -5,7 +5,9 @@ code and is sent to Enedis (`begin`), Enedis sends the person back
 (`complete`: approved or denied), and the device polling `/device/token`
 (`poll`) receives tokens exactly once. In client_credentials mode the proxy
 mints its own tokens, bound to the consented usage points; they are minted at
-delivery so that no clear token is ever stored, and stored by digest only.
+delivery so that no clear token is ever stored, and stored by digest only. In
+FLOW=DEVICE, upstream's token response waits for the poll sealed to a key
+only the device_code opens (deviceflow.sealing).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import logging
 import re
 import secrets
@@ -20,6 +23,7 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
+from deviceflow import sealing
 from deviceflow.config import ACCESS_TOKEN_LIFETIME, Config
 from deviceflow.store import Store, digest
 from deviceflow.upstream import UpstreamError
@@ -250,6 +254,9 @@ class DeviceFlow:
         if client_secret and not self.config.client_secret:
             # FLOW=DEVICE without a configured secret: the device lends its own.
             record["client_secret"] = client_secret
+        if self.config.device_mode:
+            # Upstream's tokens will be sealed to it: the store never holds a key that opens them.
+            record["public_key"] = sealing.public_key_for(device_code)
         self.store.put("flow", device_key, record, lifetime + EXPIRED_MEMORY)
         base = self.config.base_url
         return {
@@ -425,7 +432,10 @@ class DeviceFlow:
             self._settle(device_key, {"status": DENIED, **forget})
             raise PageError("exchange_failed", error.status) from None
         extra = {k: v for k, v in params.items() if k not in RESERVED_TOKEN_FIELDS and k not in response}
-        return {"upstream": response, "extra": extra, **forget}
+        if not flow.get("public_key"):  # a flow started before sealing: kept as it was
+            return {"upstream": response, "extra": extra, **forget}
+        answer = json.dumps({"upstream": response, "extra": extra}).encode()
+        return {"sealed": sealing.seal_to(flow["public_key"], answer, device_key.encode()), **forget}
 
     def _settle(self, device_key: str, changes: dict) -> dict:
         before = self.store.update_if("flow", device_key, {"status": PENDING}, changes)
@@ -457,9 +467,12 @@ class DeviceFlow:
         if status == APPROVED:
             # One poller wins the compare-and-set; the clear tokens exist only in its answer.
             before = self.store.update_if("flow", device_key, {"status": APPROVED},
-                                          {"status": DELIVERED, "upstream": None, "usage_points": None})
+                                          {"status": DELIVERED, "upstream": None, "usage_points": None,
+                                           "sealed": None})
             if before is not None:
                 log.info("tokens delivered for a device flow")
+                if before.get("sealed"):
+                    return _unseal(device_code, before["sealed"], device_key)
                 if before.get("upstream") is not None:
                     return {**before.get("extra", {}), **before["upstream"]}
                 return self.mint(before["usage_points"], client_id, before.get("scope", ""))
@@ -566,6 +579,17 @@ def _chain_record(usage_points: list[str]) -> dict:
 
 def _refresh_record(common: dict, parent: str | None, expires: float) -> dict:
     return {**common, "parent": parent, "successor": None, "retired": False, "expires": expires}
+
+
+def _unseal(device_code: str, sealed: str, device_key: str) -> dict:
+    """Upstream's answer sealed at the callback, opened with the device code the device presented."""
+    try:
+        opened = json.loads(sealing.open_with(device_code, sealed, device_key.encode()))
+    except sealing.CannotOpen:
+        # Only an altered store gets here (the record was found by this code's digest).
+        log.warning("a sealed upstream token response did not open: the device is told to start again")
+        raise ExpiredToken("the authorization could not be delivered, start again") from None
+    return {**opened["extra"], **opened["upstream"]}
 
 
 def _loggable(value) -> str:

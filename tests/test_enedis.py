@@ -138,6 +138,15 @@ def test_after_a_401_an_instance_takes_the_token_another_one_renewed(enedis_mock
     assert len(enedis_mock.calls) == 2
 
 
+@pytest.mark.parametrize("record", [{"access_token": "clear-before-encryption"}, {"encrypted": "not base64!"}, {}])
+def test_a_cached_token_that_does_not_open_is_no_token(enedis_mock, client, record):
+    """A clear record from before encryption, an altered one: a new token is fetched, no error."""
+    client.store.put("enedis", "token", record, 3600)
+    enedis_token(enedis_mock)
+    assert client.access_token() == "enedis-token-1"
+    assert len(enedis_mock.calls) == 1
+
+
 @pytest.mark.parametrize("status, error", [(401, UpstreamBadAnswer), (400, UpstreamBadAnswer),
                                            (500, UpstreamBadAnswer), (429, UpstreamBusy)])
 def test_token_endpoint_failures_never_show_the_secret(enedis_mock, client, status, error):

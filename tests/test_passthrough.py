@@ -114,6 +114,28 @@ def test_device_gets_the_upstream_token_response_and_the_redirect_extras(device_
     assert poll(device_app, code["device_code"]).json["error"] == "invalid_grant"  # delivered once
 
 
+def test_a_flow_started_before_sealing_still_delivers(device_app, upstream):
+    """An operator upgrades with flows pending: their records hold no public key, the answer waits as before."""
+    upstream.post(TOKEN_URL, json=UPSTREAM_TOKENS)
+    code = get_code(device_app)
+    store, key = device_app.app.web.store, digest(code["device_code"])
+    store.put("flow", key, {k: v for k, v in store.get("flow", key).items() if k != "public_key"}, 3600)
+    back_from_upstream(device_app, confirm(device_app, code["user_code"]))
+    assert store.get("flow", key)["upstream"] == UPSTREAM_TOKENS
+    assert poll(device_app, code["device_code"]).json == UPSTREAM_TOKENS
+
+
+def test_a_sealed_answer_altered_in_the_store_says_start_again(device_app, upstream, caplog):
+    upstream.post(TOKEN_URL, json=UPSTREAM_TOKENS)
+    code = get_code(device_app)
+    back_from_upstream(device_app, confirm(device_app, code["user_code"]))
+    store, key = device_app.app.web.store, digest(code["device_code"])
+    store.update_if("flow", key, {}, {"sealed": store.get("flow", key)["sealed"][:-8] + "AAAAAAAA"})
+    answer = poll(device_app, code["device_code"])
+    assert answer.status_int == 400 and answer.json["error"] == "expired_token"
+    assert "up-access" not in answer.text and code["device_code"] not in caplog.text
+
+
 @pytest.mark.parametrize("configured, from_device, expected", [
     (SECRET, None, SECRET),
     (SECRET, "device-secret", SECRET),  # the operator's secret wins
