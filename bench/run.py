@@ -75,9 +75,7 @@ def hello_app(environ, start_response):
 
 def serve_role(role: str, port: int) -> None:
     """The processes this script starts of itself: `_hello` and `_enedis`."""
-    import waitress
-
-    from deviceflow.cli import WAITRESS_OPTIONS
+    from deviceflow.cli import serve_wsgi
 
     if role == "_hello":
         app, threads = hello_app, 32
@@ -86,7 +84,7 @@ def serve_role(role: str, port: int) -> None:
 
         # Enough threads that every data call waiting on its delay has one.
         app, threads = Simulator(f"http://127.0.0.1:{port}", CLIENT_ID, client_secret=CLIENT_SECRET).app, 128
-    waitress.serve(app, host="127.0.0.1", port=port, threads=threads, **WAITRESS_OPTIONS)
+    serve_wsgi(app, "127.0.0.1", port, threads)
 
 
 def http(method: str, url: str, body: dict | None = None, headers: dict | None = None,
