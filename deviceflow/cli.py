@@ -11,6 +11,7 @@ import csv
 import logging
 import os
 import sys
+import threading
 import time
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -31,6 +32,7 @@ WAITRESS_OPTIONS = {"clear_untrusted_proxy_headers": False, "ident": "deviceflow
 # asks the running one to let go only after 5 ms. At 0.1 ms, polls under load
 # ran about 35 % faster (bench/run.py, measured in turns).
 SWITCH_INTERVAL = 0.0001
+PURGE_EVERY = 3600.0
 
 
 def serve_wsgi(app, host: str, port: int, threads: int) -> None:
@@ -115,11 +117,34 @@ def build_app(config: configuration.Config):
     return make_app(config, store, upstream=enedis, simulator=simulator, metrics=metrics)
 
 
+def purge_hourly(store, every: float = PURGE_EVERY, stop: threading.Event | None = None) -> threading.Thread:
+    """Expired records deleted every `every` seconds by a background thread.
+    SQLite keeps them otherwise (an add-on has no cron; a public server grows a
+    few records per device and day); on MongoDB the TTL index does it too."""
+    from deviceflow.store import StoreUnavailable
+
+    stop = stop or threading.Event()
+
+    def run():
+        while not stop.wait(every):
+            try:
+                purged = store.purge()
+            except StoreUnavailable:
+                continue  # logged by the store; the next round tries again
+            if purged:
+                log.info("purged %d expired records", purged)
+
+    thread = threading.Thread(target=run, name="deviceflow-purge", daemon=True)
+    thread.start()
+    return thread
+
+
 def serve(args) -> int:
     setup_logging("INFO")
     config = load_config(args)
     logging.getLogger().setLevel(config.log_level)
     app = build_app(config)
+    purge_hourly(app.web.store)
     log.info("deviceflow %s on http://%s:%d (public URL %s, store %s%s)", __version__, args.host, args.port,
              config.base_url, config.db_type, ", DEMO: simulated Enedis" if config.demo else "")
     serve_wsgi(app, args.host, args.port, config.threads)

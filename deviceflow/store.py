@@ -266,8 +266,16 @@ class SQLiteStore(Store):
                           (kind, self.clock()))
         return ((key, json.loads(value)) for key, value in rows)
 
-    def purge(self):
-        return len(self._write("DELETE FROM records WHERE expires_at <= ? RETURNING 1", (self.clock(),)))
+    def purge(self, batch: int = 500):
+        # In batches, each its own statement: the server's writers wait for one
+        # batch at most, not for the whole backlog of a server that never purged.
+        now, purged = self.clock(), 0
+        while True:
+            gone = len(self._write("DELETE FROM records WHERE (kind, key) IN (SELECT kind, key FROM records"
+                                   " WHERE expires_at <= ? LIMIT ?) RETURNING 1", (now, batch)))
+            purged += gone
+            if gone < batch:
+                return purged
 
     def ping(self):
         self._read("SELECT 1")

@@ -164,6 +164,29 @@ def test_purge_deletes_expired_records(env, capsys):
     assert run(capsys, "purge")[1] == "purged 0 expired records\n"
 
 
+def test_the_server_purges_expired_records_by_itself(env, caplog):
+    """`deviceflow serve` runs purge_hourly: an add-on has no cron to run `deviceflow purge`."""
+    import threading
+    import time
+
+    store = SQLiteStore(env["SQLITE_PATH"])
+    store.put("flow", "live", {}, 10**6)
+    store.put("flow", "old", {}, 0.01)
+    time.sleep(0.05)
+    caplog.set_level("INFO", logger="deviceflow")
+    stop = threading.Event()
+    thread = cli.purge_hourly(store, every=0.05, stop=stop)
+    deadline = time.monotonic() + 5
+    while "purged 1 expired records" not in caplog.text and time.monotonic() < deadline:
+        time.sleep(0.02)
+    stop.set()
+    thread.join(5)
+    assert "purged 1 expired records" in caplog.text
+    reopened = SQLiteStore(env["SQLITE_PATH"])
+    assert [key for key, _ in reopened.scan("flow")] == ["live"]
+    assert reopened._read("SELECT COUNT(*) FROM records")[0][0] == 1  # gone from the file, not just hidden
+
+
 # --- in the Home Assistant add-on image
 
 def test_in_the_addon_image_the_operator_tools_read_the_addon_options(env, capsys, monkeypatch, tmp_path):

@@ -132,6 +132,18 @@ def test_threads_counting_at_once_each_get_their_own_count(tmp_path):
     assert sorted(counts) == list(range(1, 641))
 
 
+def test_purge_of_a_long_backlog_goes_in_batches_and_spares_live_records(tmp_path, clock):
+    store = SQLiteStore(str(tmp_path / "backlog.sqlite3"), clock=clock)
+    for n in range(1234):
+        store.put("access", f"old-{n}", {}, 10)
+    for n in range(3):
+        store.put("refresh", f"live-{n}", {"n": n}, 10_000)
+    clock.advance(60)
+    assert store.purge(batch=100) == 1234
+    assert [store.get("refresh", f"live-{n}") for n in range(3)] == [{"n": 0}, {"n": 1}, {"n": 2}]
+    assert store.purge(batch=100) == 0
+
+
 def test_what_threads_write_is_read_back_at_once_here_and_by_another_process(tmp_path):
     # A device refreshing right after its previous refresh must find the new token,
     # whatever the other threads of the server are writing meanwhile.
