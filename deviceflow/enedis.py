@@ -238,6 +238,7 @@ class EnedisClient:
         an answer to it, UpstreamError; the others (a contract's synthesis and
         metering) only add fields, and are left out when they fail."""
         answers: list[tuple[int, bytes]] = []
+        metering_answered = False
         for new_call in calls:
             started = time.monotonic()
             url = f"{self.config.data_endpoint}/{new_call.path}"
@@ -258,10 +259,34 @@ class EnedisClient:
                 return Answer(v5_status, json.dumps(body).encode(), "application/json", SOURCE_NEW,
                               retry_after_of(response, self.clock()))
             answers.append((status, response.content))
+            metering_answered |= new_call.path.startswith(translate.COMPTAGE) and 200 <= status < 300
             if len(answers) == 1 and not 200 <= status < 300:
                 break  # the others could not make up for it
         status, body = translate.to_v5(path, params, answers)
+        if (path == translate.USAGE_POINTS_CONTRACTS and status == 200 and not metering_answered
+                and self.config.enedis_api_mode != MODE_NEW):
+            body = self._metering_from_v5(path, params, body)
         return Answer(status, json.dumps(body).encode(), "application/json", SOURCE_NEW)
+
+    def _metering_from_v5(self, path: str, params: dict[str, str], body: dict) -> dict:
+        """`auto`, a contract without `comptage_auto` (an application not
+        subscribed to it gets 403): the off-peak hours and the meter type from
+        the v5 contract while v5 still answers. DomoticzLinky's users on an
+        off-peak tariff would otherwise lose them. Whatever v5 says, the 2026
+        contract is answered."""
+        try:
+            legacy = self._forward_v5(path, params)
+            v5_point = json.loads(legacy.body)["customer"]["usage_points"][0] if legacy.status == 200 else {}
+            offpeak = (v5_point.get("contracts") or {}).get("offpeak_hours")
+            meter_type = (v5_point.get("usage_point") or {}).get("meter_type")
+        except (UpstreamError, ValueError, LookupError, TypeError, AttributeError):  # busy, down, or not a v5 contract
+            return body
+        point = body["customer"]["usage_points"][0]
+        if isinstance(offpeak, str) and offpeak:
+            point["contracts"]["offpeak_hours"] = offpeak
+        if isinstance(meter_type, str) and meter_type:
+            point["usage_point"]["meter_type"] = meter_type
+        return body
 
     def _answer(self, response: requests.Response, source: str) -> Answer:
         status = response.status_code

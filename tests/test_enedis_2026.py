@@ -267,6 +267,47 @@ def test_contract_without_comptage_subscription_leaves_its_fields_out(client_for
     assert usage_point["contracts"]["last_activation_date"] == "2018-08-31+02:00"
 
 
+CONTRACTS_V5 = f"{DATA}/{CONTRACTS}"
+V5_CONTRACT = {"customer": {"customer_id": "1358019319", "usage_points": [{
+    "usage_point": {"usage_point_id": CONSUMER, "meter_type": "AMM", "usage_point_status": "com"},
+    "contracts": {"segment": "C5", "subscribed_power": "12 kVA", "offpeak_hours": "HC (23H00-7H00)"}}]}}
+COMPTAGE_NOT_SUBSCRIBED = {"status": 403, "json": fixture("erreur_comptage_non_souscrit.json")}
+
+
+def test_auto_takes_the_off_peak_hours_from_v5_while_comptage_is_not_subscribed(client_for, enedis):
+    contract_answers(enedis, comptage=COMPTAGE_NOT_SUBSCRIBED)
+    enedis.add(responses.GET, CONTRACTS_V5, json=V5_CONTRACT)
+    answer = client_for("auto").fetch_v5(CONTRACTS, {"usage_point_id": CONSUMER})
+    point = body(answer)["customer"]["usage_points"][0]
+    assert urls(enedis) == [*ITC.values(), CONTRACTS_V5]
+    assert (answer.status, answer.source) == (200, "new")
+    assert point["contracts"]["offpeak_hours"] == "HC (23H00-7H00)" and point["usage_point"]["meter_type"] == "AMM"
+    assert point["contracts"]["subscribed_power"] == "12 kVA"  # the rest still from the 2026 contract
+
+
+def test_auto_asks_v5_nothing_when_comptage_answers(client_for, enedis):
+    contract_answers(enedis)
+    answer = client_for("auto").fetch_v5(CONTRACTS, {"usage_point_id": CONSUMER})
+    assert urls(enedis) == list(ITC.values())
+    assert body(answer)["customer"]["usage_points"][0]["contracts"]["offpeak_hours"] == "HC (22H00-6H00)"
+
+
+def test_new_never_asks_v5_for_the_off_peak_hours(client_for, enedis):
+    contract_answers(enedis, comptage=COMPTAGE_NOT_SUBSCRIBED)
+    client_for("new").fetch_v5(CONTRACTS, {"usage_point_id": CONSUMER})
+    assert urls(enedis) == list(ITC.values())
+
+
+@pytest.mark.parametrize("v5", [{"status": 404, "json": WSO2_NOT_FOUND}, {"body": requests.ConnectionError("off")},
+                                {"json": {"customer": []}}, {"status": 429, "json": {"error": "throttled"}}])
+def test_auto_answers_the_2026_contract_when_v5_has_no_off_peak_hours_to_give(client_for, enedis, v5):
+    contract_answers(enedis, comptage=COMPTAGE_NOT_SUBSCRIBED)
+    enedis.add(responses.GET, CONTRACTS_V5, **v5)
+    answer = client_for("auto").fetch_v5(CONTRACTS, {"usage_point_id": CONSUMER})
+    contracts = body(answer)["customer"]["usage_points"][0]["contracts"]
+    assert answer.status == 200 and "offpeak_hours" not in contracts and contracts["subscribed_power"] == "12 kVA"
+
+
 def test_contract_stops_at_the_first_call_when_it_fails(client_for, enedis):
     enedis.add(responses.GET, ITC["situation_contrat_auto"], status=500, json={"code": "500", "message": "KO"})
     answer = client_for("new").fetch_v5(CONTRACTS, {"usage_point_id": CONSUMER})
