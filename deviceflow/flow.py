@@ -232,8 +232,14 @@ class DeviceFlow:
 
     # --- step 1: the device asks for codes
 
-    def start(self, client_id: str, client_secret: str = "", scope: str = "", user_agent: str = "") -> dict:
+    def start(self, client_id: str, client_secret: str = "", scope: str = "", user_agent: str = "",
+              address: str | None = None) -> dict:
+        """A new flow for a known client; when `address` is given, it counts
+        against that address's device-code budget (only requests that would
+        create a flow count)."""
         client_id = self.check_client(client_id)
+        if address is not None:
+            self._check_code_budget(address)
         device_code = secrets.token_urlsafe(32)
         device_key = digest(device_code)
         lifetime = self.config.code_lifetime
@@ -268,7 +274,7 @@ class DeviceFlow:
             "interval": self.config.interval,
         }
 
-    def check_code_budget(self, address: str) -> None:
+    def _check_code_budget(self, address: str) -> None:
         """Count a device-code request from this address; 429 past the budget."""
         if self.store.incr("codes", address, DEVICE_CODES_WINDOW) > DEVICE_CODES_PER_ADDRESS:
             raise TooManyRequests("too many device codes asked from this address, retry later",

@@ -157,19 +157,19 @@ class SQLiteStore(Store):
     def _errors(self, shared: bool = False):
         """SQLite errors become StoreUnavailable, and the broken connection is
         dropped so that the next call reconnects: the server recovers by itself.
-        The shared writer is only forgotten, as a thread may still hold it."""
+        `shared`: the writer's, dropped under the write lock that its caller holds."""
         try:
             yield
         except sqlite3.Error as exc:
             if shared:
-                self._writer = None
+                conn, self._writer = self._writer, None
             else:
                 conn, self.local.conn = getattr(self.local, "conn", None), None
-                if conn is not None and conn is not self._keepalive:
-                    try:
-                        conn.close()
-                    except sqlite3.Error:
-                        pass
+            if conn is not None and conn is not self._keepalive:
+                try:
+                    conn.close()
+                except sqlite3.Error:
+                    pass
             log.warning("store error: %s", exc)
             self._failed()
             raise StoreUnavailable("the store is not available") from exc

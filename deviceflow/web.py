@@ -396,10 +396,9 @@ class Web:
         def device_code():
             check_user_agent(self.config, bottle.request.get_header("User-Agent"))
             form = read_form(bottle.request.environ)
-            flow.check_client(form.get("client_id", ""))
-            flow.check_code_budget(self.client_address())
             codes = flow.start(form.get("client_id", ""), form.get("client_secret", ""),
-                               form.get("scope", ""), bottle.request.get_header("User-Agent", ""))
+                               form.get("scope", ""), bottle.request.get_header("User-Agent", ""),
+                               address=self.client_address())
             self.metrics.flows.labels("started").inc()
             return codes
 
