@@ -265,11 +265,12 @@ def stats(args, config, store) -> int:
 @operator_tool
 def revoke(args, config, store) -> int:
     from deviceflow import ops
-    from deviceflow.flow import USAGE_POINT, DeviceFlow
+    from deviceflow.flow import DeviceFlow
+    from deviceflow.usage_points import is_usage_point
 
     flow = DeviceFlow(config, store)
     if args.usage_point is not None:
-        if not USAGE_POINT.fullmatch(args.usage_point):
+        if not is_usage_point(args.usage_point):
             print("deviceflow: --usage-point must be a 14-digit PRM", file=sys.stderr)
             return 2
         revoked = ops.revoke_usage_point(flow, args.usage_point)

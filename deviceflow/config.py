@@ -21,7 +21,7 @@ from dotenv import dotenv_values
 
 log = logging.getLogger("deviceflow.config")
 
-DEFAULT_AUTHORIZATION_ENDPOINT = "https://mon-compte-particulier.enedis.fr/dataconnect/v1/oauth2/authorize"
+DEFAULT_AUTHORIZATION_ENDPOINT = "https://mon-compte-particulier.enedis.fr/dataconnect/v2/oauth2/authorize"
 DEFAULT_TOKEN_ENDPOINT = "https://gw.prd.api.enedis.fr/v1/oauth2/token"
 DEFAULT_TOKEN_ENDPOINT_V3 = "https://gw.ext.prod.api.enedis.fr/oauth2/v3/token"
 DEFAULT_DATA_ENDPOINT = "https://gw.ext.prod.api.enedis.fr"
@@ -59,7 +59,7 @@ class Config:
     client_secret: str = field(default="", repr=False)
     flow: str = ""  # "" (client_credentials) or "DEVICE"
     authorization_endpoint: str = DEFAULT_AUTHORIZATION_ENDPOINT
-    enedis_authorize_version: str = "v1"
+    enedis_authorize_version: str = "v2"
     token_endpoint: str = DEFAULT_TOKEN_ENDPOINT
     token_endpoint_v3: str = DEFAULT_TOKEN_ENDPOINT_V3
     data_endpoint: str = DEFAULT_DATA_ENDPOINT
@@ -265,6 +265,23 @@ def _mongodb_uri(env) -> tuple[str, str]:
     return uri, db_name or "deviceflow"
 
 
+def _implied_authorize_version(env) -> str:
+    """v2 (the 2026 consent page), unless the configured page is a pre-2026 `/v1/` one, as in a
+    PHP server's `.env`: its redirect URI is registered for v1 returns, which keep working."""
+    return "v1" if "/v1/" in urlsplit(_get(env, "AUTHORIZATION_ENDPOINT")).path else "v2"
+
+
+def startup_warnings(config: Config) -> list[str]:
+    """What the operator must hear once at start-up."""
+    warnings = []
+    if config.enedis_authorize_version == "v1" and (not config.device_mode or config.client_secret):
+        warnings.append(
+            "ENEDIS_AUTHORIZE_VERSION=v1: the pre-2026 consent page returns the meter numbers in the browser's "
+            "URL, which Enedis cannot confirm; whoever completes a flow may name any meter. Move to the v2 page "
+            "(ENEDIS_AUTHORIZE_VERSION=v2, and its redirect URI registered at Enedis)")
+    return warnings
+
+
 def _parse(env: dict, demo: bool, port: int | None) -> Config:
     default_base = f"http://localhost:{port or 8080}"
     base_url = _url(env, "BASE_URL", default_base)
@@ -275,7 +292,7 @@ def _parse(env: dict, demo: bool, port: int | None) -> Config:
     if not client_id and flow != "DEVICE":
         raise ConfigError("CLIENT_ID is required (or start with --demo)")
 
-    authorize_version = _choice(env, "ENEDIS_AUTHORIZE_VERSION", "v1", ("v1", "v2"))
+    authorize_version = _choice(env, "ENEDIS_AUTHORIZE_VERSION", _implied_authorize_version(env), ("v1", "v2"))
     if demo:
         # The browser reaches the simulator through BASE_URL; the proxy calls it on loopback.
         internal = f"http://127.0.0.1:{port or urlsplit(base_url).port or 8080}{DEMO_PREFIX}"
@@ -284,7 +301,7 @@ def _parse(env: dict, demo: bool, port: int | None) -> Config:
         token_endpoint_v3 = f"{internal}/oauth2/v3/token"
         data_endpoint = internal
     else:
-        default_authorize = DEFAULT_AUTHORIZATION_ENDPOINT.replace("/v1/", f"/{authorize_version}/")
+        default_authorize = DEFAULT_AUTHORIZATION_ENDPOINT.replace("/v2/", f"/{authorize_version}/")
         authorization_endpoint = _url(env, "AUTHORIZATION_ENDPOINT", default_authorize)
         token_endpoint = _url(env, "TOKEN_ENDPOINT", DEFAULT_TOKEN_ENDPOINT)
         token_endpoint_v3 = _url(env, "TOKEN_ENDPOINT_V3", DEFAULT_TOKEN_ENDPOINT_V3)

@@ -38,7 +38,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Mapping
 from zoneinfo import ZoneInfo
 
@@ -50,6 +50,7 @@ from deviceflow.metrics import Metrics
 from deviceflow.store import Store
 from deviceflow.upstream import (UpstreamBadAnswer, UpstreamError, UpstreamTimeout, UpstreamUnreachable,
                                  json_body, make_session, send)
+from deviceflow.usage_points import is_usage_point
 
 log = logging.getLogger("deviceflow.enedis")
 
@@ -80,7 +81,6 @@ SUBSCRIBED_STATES = ("ACTIF", "DEMANDE")
 SUBSCRIBED_RETRY_PAUSES = (0.5, 1.0, 1.5)
 AUTORISATION_ID = re.compile(r"[0-9]{1,19}")
 INT64_MAX = 2 ** 63 - 1
-USAGE_POINT = re.compile(r"[0-9]{14}")
 REDEEM_KIND = "redeem"
 ENEDIS_ZONE = ZoneInfo("Europe/Paris")  # the dates Enedis writes are French ones
 
@@ -110,6 +110,10 @@ class UpstreamBusy(UpstreamError):
     def __init__(self, description: str, retry_after: int):
         super().__init__(description)
         self.retry_after = retry_after
+
+
+class StaleConsent(Exception):
+    """An `autorisation_id` whose services all began before the flow: not a share made for it."""
 
 
 # Failures after which, in `auto`, the other API is worth asking (not UpstreamBusy).
@@ -309,31 +313,52 @@ class EnedisClient:
 
     # --- the v2 consent
 
-    def usage_points_for(self, autorisation_id: str, started: float | None = None) -> list[str]:
-        """The usage points of a v2 consent: every distinct `pointId` of its
-        ACTIF or DEMANDE services, asked again briefly while the list is
-        empty; [] when it still is. Raises ValueError for an id that is not
-        an Enedis autorisationId (nothing is sent), UpstreamError when Enedis
-        cannot say. `started` (epoch) is when the flow began: services that
-        started before it are flagged in the log."""
+    def usage_points_for(self, autorisation_id: str, started: float) -> list[str]:
+        """The usage points of a fresh v2 consent: every distinct `pointId` of
+        its ACTIF or DEMANDE services that began (`dateDebut`, a French date)
+        no earlier than the day before `started` (epoch, when the flow began),
+        asked again briefly while the list is empty; [] when it still is.
+
+        An `autorisation_id` is a short number that anyone may learn or guess;
+        only a share made for this flow proves that the person owns the
+        meter. Enedis keeps the id when a person withdraws and shares again,
+        and the new share is fresh. Raises ValueError for an id that is not an
+        Enedis autorisationId (nothing is sent), StaleConsent when every
+        service is older, UpstreamError when Enedis cannot say, UpstreamBusy
+        at once when no thread or no outbound slot is free (a browser waits)."""
         number = autorisation_number(autorisation_id)
-        services = self._subscribed_services(number)
-        for pause in SUBSCRIBED_RETRY_PAUSES:
-            if services:
-                break
-            self.sleep(pause)
+        if not self._data_calls.acquire(blocking=False):
+            raise UpstreamBusy("too many requests are waiting for Enedis, retry later", BUDGET_WAIT)
+        try:
             services = self._subscribed_services(number)
-        points = list(dict.fromkeys(service["pointId"] for service in services))
-        if points:
-            self._log_redemption(number, points, services, started)
-        else:
-            log.info("v2 consent %s: Enedis lists no service for it yet", self._loggable_id(number))
+            for pause in SUBSCRIBED_RETRY_PAUSES:
+                if services:
+                    break
+                self.sleep(pause)
+                services = self._subscribed_services(number)
+        finally:
+            self._data_calls.release()
+        name = self._loggable_id(number)
+        if not services:
+            log.info("v2 consent %s: Enedis lists no service for it yet", name)
+            return []
+        earliest = datetime.fromtimestamp(started, ENEDIS_ZONE).date() - timedelta(days=1)
+        fresh = [s for s in services if (_day(s.get("dateDebut")) or date.min) >= earliest]
+        if not fresh:
+            began = max(filter(None, map(_day, (s.get("dateDebut") for s in services))), default=None)
+            log.warning("v2 consent %s refused: its services began on %s, before this flow; someone may be "
+                        "redeeming another person's consent (the person must withdraw the share on Enedis's "
+                        "site and share again)", name, began.isoformat() if began else "an unknown date")
+            raise StaleConsent(name)
+        points = list(dict.fromkeys(service["pointId"] for service in fresh))
+        count = self.store.incr(REDEEM_KIND, name, self.config.duration_seconds)
+        log.info("v2 consent %s redeemed (redemption %d) for usage points %s", name, count, ",".join(points))
         return points
 
     def _subscribed_services(self, number: int) -> list[dict]:
         """The ACTIF or DEMANDE services of an autorisationId that name a usage point."""
         response = self.call("POST", f"{self.config.data_endpoint}/{SUBSCRIBED_SERVICES}", api="subscribed_services",
-                             json={"autorisationId": number, "comptage": False})
+                             wait=False, json={"autorisationId": number, "comptage": False})
         status = response.status_code
         if status == 429:
             raise UpstreamBusy("Enedis is throttling the proxy, retry later", retry_after_of(response, self.clock()))
@@ -348,23 +373,7 @@ class EnedisClient:
             raise UpstreamBadAnswer("the subscribed services answer holds no list")
         return [service for service in listed if isinstance(service, dict)
                 and service.get("etatCode") in SUBSCRIBED_STATES
-                and isinstance(service.get("pointId"), str) and USAGE_POINT.fullmatch(service["pointId"])]
-
-    def _log_redemption(self, number: int, points: list[str], services: list[dict], started: float | None) -> None:
-        """One line per redemption for the operator. Enedis gives the same id
-        when a person shares again, so a second redemption is normal (a
-        reinstall, a second device); an id typed by someone else is not, and
-        its services usually started before this flow did."""
-        name = self._loggable_id(number)
-        count = self.store.incr(REDEEM_KIND, name, self.config.duration_seconds)
-        begun = min((day for day in map(_day, (s.get("dateDebut") for s in services)) if day), default=None)
-        flow_day = datetime.fromtimestamp(started, ENEDIS_ZONE).date() if started is not None else None
-        if begun and flow_day and begun < flow_day:
-            log.warning("v2 consent %s redeemed (redemption %d) for usage points %s: its services started on %s, "
-                        "before this flow began; check that this person owns the meter", name, count,
-                        ",".join(points), begun.isoformat())
-        else:
-            log.info("v2 consent %s redeemed (redemption %d) for usage points %s", name, count, ",".join(points))
+                and is_usage_point(service.get("pointId"))]
 
     def _loggable_id(self, number: int) -> str:
         """An autorisationId is short: a plain hash of it would be reversed in
@@ -374,13 +383,14 @@ class EnedisClient:
 
     # --- any call
 
-    def call(self, method: str, url: str, api: str = "data", headers: dict | None = None,
+    def call(self, method: str, url: str, api: str = "data", headers: dict | None = None, wait: bool = True,
              **kwargs) -> requests.Response:
-        """One Enedis API call with the proxy's token: within the budget,
-        renewed once and retried once when Enedis answers 401."""
+        """One Enedis API call with the proxy's token: within the budget (waiting
+        for a slot unless `wait` is False), renewed once and retried once when
+        Enedis answers 401."""
         def attempt(token: str) -> requests.Response:
             authorized = {**(headers or {}), "Authorization": f"Bearer {token}"}
-            return self._send(api, method, url, headers=authorized, **kwargs)
+            return self._send(api, method, url, headers=authorized, wait=wait, **kwargs)
 
         token = self.access_token()
         response = attempt(token)
@@ -389,9 +399,9 @@ class EnedisClient:
             response = attempt(self.access_token(stale=token))
         return response
 
-    def _send(self, api: str, method: str, url: str, **kwargs) -> requests.Response:
+    def _send(self, api: str, method: str, url: str, wait: bool = True, **kwargs) -> requests.Response:
         """Every call to Enedis: a slot of the budget, then the request, counted."""
-        self.wait_for_slot()
+        self.wait_for_slot(wait)
         try:
             response = send(self.session, self.config, method, url, **kwargs)
         except UpstreamTimeout:
@@ -470,13 +480,14 @@ class EnedisClient:
 
     # --- the outbound budget
 
-    def wait_for_slot(self) -> None:
+    def wait_for_slot(self, wait: bool = True) -> None:
         """Take a slot in the budget shared through the store and wait for it:
         the first window (this one or one of the next) still holding room,
-        no further than BUDGET_WAIT seconds ahead; UpstreamBusy if none."""
+        no further than BUDGET_WAIT seconds ahead, or only this window when
+        `wait` is False; UpstreamBusy if none."""
         now = self.clock()
         window = int(now // self.window)
-        while window * self.window <= now + BUDGET_WAIT:
+        while window * self.window <= now + (BUDGET_WAIT if wait else 0):
             start, end = window * self.window, (window + 1) * self.window
             if self.store.incr(BUDGET_KIND, str(window), end - now + 1) <= self.per_window:
                 if start > now:
@@ -484,7 +495,7 @@ class EnedisClient:
                     self.sleep(start - now)
                 return
             window += 1
-        log.warning("outbound budget spent for the next %ds", BUDGET_WAIT)
+        log.warning("outbound budget spent for the next %ds", BUDGET_WAIT if wait else self.window)
         self.metrics.budget_wait("refused")
         raise UpstreamBusy("the proxy's budget of calls to Enedis is spent, retry later", BUDGET_WAIT)
 

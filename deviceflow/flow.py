@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import re
@@ -25,8 +26,10 @@ from urllib.parse import urlencode
 
 from deviceflow import sealing
 from deviceflow.config import ACCESS_TOKEN_LIFETIME, Config
+from deviceflow.enedis import StaleConsent
 from deviceflow.store import Store, digest
 from deviceflow.upstream import UpstreamError
+from deviceflow.usage_points import parse_usage_points
 
 log = logging.getLogger("deviceflow.flow")
 
@@ -40,12 +43,18 @@ USER_CODE_LENGTH = 8
 # `expired_token` (start again) rather than `invalid_grant` (DomoticzLinky
 # disables itself on invalid_grant).
 EXPIRED_MEMORY = 24 * 3600
-# Failed user-code entries: per client address and for the whole server, so
-# that many addresses guessing slowly do not add up (odds in the README).
+# Failed user-code entries are counted per network (an IPv4 address, an IPv6
+# /64) and for the whole server. Past the server-wide count, code entry is
+# refused only to sites that failed within the window (an IPv4 address, an
+# IPv6 /56, which one household or one host usually holds whole): a guesser
+# spread over many addresses gets one guess per site and hour, and a person
+# whose network has not failed is never refused for what others did (scheme
+# and odds in the README).
 GUESSES_PER_ADDRESS = 10
 GUESSES_PER_ADDRESS_WINDOW = 15 * 60
 GUESSES_GLOBAL = 300
 GUESSES_GLOBAL_WINDOW = 3600
+IPV6_NETWORK, IPV6_SITE = 64, 56
 # Device codes issued per client address: a home asks for a few a year; a
 # flood would fill the store with pending flows (and the user-code space
 # with live codes, raising the odds of a guess).
@@ -54,9 +63,14 @@ DEVICE_CODES_WINDOW = 10 * 60
 
 # Seconds the person is told to wait before reloading when Enedis has not registered a v2 share yet.
 NO_USAGE_POINTS_RETRY = 5
+# Returns from the consent page: a state takes this many within its lifetime
+# (reloads while Enedis registers a share), and one network this many in the
+# window; each v2 return may cost Enedis look-ups.
+RETURNS_PER_STATE = 5
+RETURNS_PER_ADDRESS = 30
+RETURNS_PER_ADDRESS_WINDOW = 15 * 60
 
 STATE_SUFFIX = re.compile(r"[A-Za-z0-9_-]{1,16}")
-USAGE_POINT = re.compile(r"\d{14}")
 USER_AGENT_VERSION = re.compile(r"^[^/\s]+/(\d+(?:\.\d+){0,2})(?:[\s;(]|$)")
 
 # Redirect parameters never handed to the device: the exchange's own, and every
@@ -179,14 +193,6 @@ def normalize_user_code(typed: str) -> str | None:
     return code
 
 
-def parse_usage_points(raw: str) -> list[str]:
-    """`usage_point_id` as Enedis v1 returns it: one or several PRMs, `;` or `,` separated."""
-    points = [p.strip() for p in re.split(r"[;,]", raw or "") if p.strip()]
-    if not points or not all(USAGE_POINT.fullmatch(p) for p in points):
-        raise ValueError("usage_point_id must list 14-digit meter numbers")
-    return list(dict.fromkeys(points))
-
-
 def check_user_agent(config: Config, user_agent: str | None) -> None:
     """VERSION_MIN: refuse devices older than the configured version."""
     if config.version_min is None:
@@ -205,6 +211,21 @@ def application_name(user_agent: str | None) -> str:
     """The product name a device announces (`DomoticzLinky/2.6.0` -> DomoticzLinky), shown to the person."""
     name = (user_agent or "").split("/", 1)[0].split(" ", 1)[0]
     return name if re.fullmatch(r"[A-Za-z0-9._-]{1,40}", name) else ""
+
+
+def network_of(address: str, ipv6_prefix: int = IPV6_NETWORK) -> str:
+    """The key a client address is counted under: an IPv4 address itself (an IPv4-mapped IPv6
+    one included), an IPv6 address's network of `ipv6_prefix` bits, since one host holds a whole
+    /64 and picks any address in it."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if ip.version == 4:
+        return str(ip)
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ipaddress.ip_network(f"{ip}/{ipv6_prefix}", strict=False))
 
 
 class DeviceFlow:
@@ -276,26 +297,27 @@ class DeviceFlow:
 
     def _check_code_budget(self, address: str) -> None:
         """Count a device-code request from this address; 429 past the budget."""
-        if self.store.incr("codes", address, DEVICE_CODES_WINDOW) > DEVICE_CODES_PER_ADDRESS:
+        if self.store.incr("codes", network_of(address), DEVICE_CODES_WINDOW) > DEVICE_CODES_PER_ADDRESS:
             raise TooManyRequests("too many device codes asked from this address, retry later",
                                   retry_after=DEVICE_CODES_WINDOW)
 
     # --- step 2: the person confirms the code
 
     def check_guess_budget(self, address: str) -> None:
-        """Past the failed-entry limits the person is told to wait (429)."""
-        per_address = self.store.get("guess", address)
-        overall = self.store.get("guess", "*")
-        if (per_address or 0) >= GUESSES_PER_ADDRESS:
+        """Past the failed-entry limits the person is told to wait (429): their network's own
+        limit, or the server-wide one when their site has failed too."""
+        if (self.store.get("guess", network_of(address)) or 0) >= GUESSES_PER_ADDRESS:
             raise PageError("too_many_attempts", 429, GUESSES_PER_ADDRESS_WINDOW)
-        if (overall or 0) >= GUESSES_GLOBAL:
+        if ((self.store.get("guess", "*") or 0) >= GUESSES_GLOBAL
+                and self.store.get("guessed", network_of(address, IPV6_SITE))):
             raise PageError("too_many_attempts", 429, GUESSES_GLOBAL_WINDOW)
 
     def _count_failed_guess(self, address: str) -> None:
-        self.store.incr("guess", address, GUESSES_PER_ADDRESS_WINDOW)
+        self.store.incr("guess", network_of(address), GUESSES_PER_ADDRESS_WINDOW)
+        self.store.incr("guessed", network_of(address, IPV6_SITE), GUESSES_GLOBAL_WINDOW)
         if self.store.incr("guess", "*", GUESSES_GLOBAL_WINDOW) == GUESSES_GLOBAL:
-            log.warning("%d wrong user codes within the hour: code entry is refused for everyone until the "
-                        "window ends", GUESSES_GLOBAL)
+            log.warning("%d wrong user codes within the hour: code entry is refused to the networks that failed "
+                        "until the window ends", GUESSES_GLOBAL)
 
     def lookup(self, typed_code: str, address: str) -> PendingFlow:
         """The pending flow behind a typed user code, counting failures against guessing."""
@@ -328,7 +350,8 @@ class DeviceFlow:
         if state_suffix and not STATE_SUFFIX.fullmatch(state_suffix):
             state_suffix = ""
         mode = MODE_CLIENT_CREDENTIALS
-        if self.config.device_mode and not state_suffix.endswith("-cg"):
+        # `-cg` asks for client_credentials, which works only with the proxy's own secret.
+        if self.config.device_mode and not (state_suffix.endswith("-cg") and self.config.client_secret):
             mode = MODE_DEVICE
         state = secrets.token_urlsafe(24) + state_suffix
         client_id = self.config.client_id or pending.client_id
@@ -343,7 +366,7 @@ class DeviceFlow:
         if flow.get("scope"):
             params["scope"] = flow["scope"]
         record = {"device": pending.device_key, "browser": digest(browser_id), "mode": mode,
-                  "started": self.clock(), "client_id": client_id}
+                  "started": self.clock(), "client_id": client_id, "autorisation_id": None}
         if self.config.pkce and mode == MODE_DEVICE:
             verifier = secrets.token_urlsafe(48)
             record["verifier"] = verifier
@@ -355,26 +378,38 @@ class DeviceFlow:
 
     # --- step 3: Enedis sends the person back
 
-    def complete(self, params: dict, browser_id: str) -> dict:
+    def complete(self, params: dict, browser_id: str, address: str | None = None) -> dict:
         """Settle the flow named by `state`; returns the approved flow record.
 
         Raises PageError for a missing/replayed state, another browser, an
-        expired flow, a refusal at Enedis, or an answer the proxy cannot use.
-        The state is spent only once the flow is settled, or cannot be: a v2
-        share that Enedis has not registered yet, or Enedis not answering,
-        leaves it, so that reloading the page tries again.
+        expired flow, a refusal at Enedis, or a return the proxy cannot trust.
+        A state is bound to its first outcome: it takes RETURNS_PER_STATE
+        returns at most, for one `autorisation_id` only (the first it saw),
+        and is spent once the flow is approved or denied, or by any return
+        that could never approve it. A v2 share that Enedis has not
+        registered yet, or Enedis not answering, leaves it, so that reloading
+        the page tries again. When `address` is given, the return counts
+        against that network's budget of returns.
         """
+        if address is not None and self.store.incr(
+                "returns", network_of(address), RETURNS_PER_ADDRESS_WINDOW) > RETURNS_PER_ADDRESS:
+            raise PageError("too_many_returns", 429, RETURNS_PER_ADDRESS_WINDOW)
         state = params.get("state") or ""
         record = self.store.get("state", state) if state else None
         if record is None:
             raise PageError("bad_state")
         if not browser_id or not hmac.compare_digest(record["browser"], digest(browser_id)):
             raise PageError("bad_state")
+        if self.store.incr("state_returns", state, self.config.code_lifetime) > RETURNS_PER_STATE:
+            self._discard(state)
+            raise PageError("bad_state")
         device_key = record["device"]
         flow = self.store.get("flow", device_key)
         if flow is None or flow["status"] != PENDING:
+            self._discard(state)
             raise PageError("unknown_code")
         if flow["code_expires"] <= self.clock():
+            self._discard(state)
             raise PageError("expired_code")
 
         if params.get("error"):
@@ -387,7 +422,7 @@ class DeviceFlow:
             self._spend(state)  # an authorization code is good for one exchange, however it ends
             changes = self._exchange(params, flow, record, device_key)
         else:
-            changes = {"usage_points": self._usage_points(params, record)}
+            changes = {"usage_points": self._consented_usage_points(state, params, record)}
             self._spend(state)
         return self._settle(device_key, {"status": APPROVED, **changes})
 
@@ -397,22 +432,50 @@ class DeviceFlow:
         if self.store.take("state", state) is None:
             raise PageError("bad_state")
 
-    def _usage_points(self, params: dict, record: dict) -> list[str]:
-        if params.get("autorisation_id"):
-            return self._shared_usage_points(params["autorisation_id"], record["started"])
+    def _discard(self, state: str) -> None:
+        """Spend a state that can no longer approve its flow."""
+        self.store.delete("state", state)
+
+    def _consented_usage_points(self, state: str, params: dict, record: dict) -> list[str]:
+        """client_credentials: the usage points this return proves consent for, in the
+        configured consent version's form only. v2: Enedis names them from the
+        `autorisation_id`; v1: the redirect carries them (Enedis cannot be asked, see
+        config.startup_warnings)."""
+        autorisation_id = params.get("autorisation_id") or ""
+        if self.config.enedis_authorize_version == "v2":
+            if not autorisation_id:
+                self._discard(state)
+                raise PageError("bad_return")
+            self._bind(state, autorisation_id)
+            return self._shared_usage_points(state, autorisation_id, record["started"])
         try:
+            if autorisation_id or not params.get("code"):
+                raise ValueError("not a v1 return")
             return parse_usage_points(params.get("usage_point_id", ""))
         except ValueError:
-            raise PageError("bad_usage_points") from None
+            self._discard(state)
+            raise PageError("bad_return") from None
 
-    def _shared_usage_points(self, autorisation_id: str, started: float) -> list[str]:
-        """v2 consent: Enedis names the usage points, not the browser's URL."""
+    def _bind(self, state: str, autorisation_id: str) -> None:
+        """Tie a state to the first `autorisation_id` it sees; another one is refused."""
+        if self.store.update_if("state", state, {"autorisation_id": None}, {"autorisation_id": autorisation_id}):
+            return
+        record = self.store.get("state", state)
+        if record is None or not hmac.compare_digest(str(record.get("autorisation_id")), autorisation_id):
+            log.warning("a consent return named another autorisation_id than its state's first one: refused")
+            raise PageError("bad_state")
+
+    def _shared_usage_points(self, state: str, autorisation_id: str, started: float) -> list[str]:
+        """v2 consent: Enedis names the usage points of a fresh share, not the browser's URL."""
         if self.upstream is None:
             raise PageError("upstream_unavailable", 502)
         try:
             points = self.upstream.usage_points_for(autorisation_id, started=started)
         except ValueError:
+            self._discard(state)
             raise PageError("bad_usage_points") from None
+        except StaleConsent:
+            raise PageError("stale_consent", 403) from None
         except UpstreamError as error:
             raise PageError("upstream_unavailable", error.status, getattr(error, "retry_after", None)) from None
         if not points:

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone, tzinfo
 from typing import Iterable, Iterator
 
-from deviceflow.flow import IMPORTED_CHAIN_PREFIX, PENDING, DeviceFlow, parse_usage_points
+from deviceflow.flow import IMPORTED_CHAIN_PREFIX, PENDING, DeviceFlow
+from deviceflow.usage_points import parse_usage_points
 from deviceflow.metrics import BUDGET_WAITS, DAY, ENEDIS_CALLS, recent
 from deviceflow.store import Store, digest
 

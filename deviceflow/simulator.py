@@ -54,6 +54,8 @@ import urllib.parse
 
 import bottle
 
+from deviceflow.usage_points import is_usage_point
+
 try:  # Enedis's "today" is the French one
     from zoneinfo import ZoneInfo
 
@@ -65,7 +67,6 @@ log = logging.getLogger(__name__)
 
 ERROR_URI = "https://bluecoder.enedis.fr/api-doc/consulter-souscrire"
 DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-PRM_RE = re.compile(r"^\d{14}$")
 DURATION_RE = re.compile(r"^P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)D)?$")
 MAX_STATE_LENGTH = 100  # per the v1 authorize swagger
 CODE_LIFETIME = 300  # authorization codes (v1 consent)
@@ -1006,7 +1007,7 @@ class Simulator:
         prm = _arg(bottle.request.query, "usage_point_id")
         if not prm:
             return None, _v5_error(400, "Invalid_request", "usage_point_id parameter is required")
-        if not PRM_RE.match(prm):
+        if not is_usage_point(prm):
             return None, _v5_error(400, "Invalid_request",
                                    "usage_point_id parameter must be 14 digits long")
         if info["prms"] is not None and prm not in info["prms"]:  # a v1 (customer) token
@@ -1100,7 +1101,7 @@ class Simulator:
         prm = _arg(query, "pointId")
         start, end = _parse_date(_arg(query, "dateDebut")), _parse_date(_arg(query, "dateFin"))
         # Enedis answers 500, not 400, to anything outside its Swagger.
-        if not prm or not PRM_RE.match(prm) or start is None or end is None:
+        if not prm or not is_usage_point(prm) or start is None or end is None:
             return _technical_error()
         step = _arg(query, "mesuresPas")
         if kind == "pmax" and (step not in ("P1D", "P1M")
@@ -1143,7 +1144,7 @@ class Simulator:
             return error
         if name == "comptage_auto" and not self.comptage_subscribed:
             return self._default_failure(403, "", None)  # 900908, as on 2026-10-04
-        if not PRM_RE.match(prm):
+        if not is_usage_point(prm):
             return _json(404, {"code": "404", "message": "PRM non existant"})
         meter = meter_for(prm)
         stamp = _itc_date

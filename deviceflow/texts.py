@@ -62,6 +62,10 @@ TEXTS = {
         "err_exchange_failed": "Le service d'autorisation n'a pas délivré l'accès (refus, réponse inutilisable ou "
                                "pas de réponse). Votre appareil en est informé.",
         "err_no_usage_points": "Enedis n'a pas encore enregistré votre partage.",
+        "err_bad_return": "Ce retour d'Enedis n'a pas la forme attendue : aucun accès n'a été donné.",
+        "err_stale_consent": "Enedis indique un partage de vos données plus ancien que cette demande : par "
+                             "sécurité, seul un partage fait pour cette demande donne l'accès.",
+        "err_too_many_returns": "Trop de retours d'Enedis sont arrivés depuis votre réseau.",
         "err_too_many_attempts": "Trop de codes erronés ont été saisis.",
         "err_not_found": "Cette page n'existe pas.",
         "err_bad_request": "La requête n'a pas pu être comprise.",
@@ -99,6 +103,12 @@ TEXTS = {
         "next_upstream_unavailable": "Rien n'est perdu : rechargez cette page dans une minute ou deux. Si le code de "
                                      "votre appareil a expiré entre-temps, demandez-en un nouveau.",
         "next_no_usage_points": "Rechargez cette page dans quelques secondes.",
+        "next_bad_return": "Recommencez depuis votre appareil et donnez votre accord sur le site d'Enedis.",
+        "next_stale_consent": "Sur le site d'Enedis (espace client, rubrique de gestion des partages de données), "
+                              "retirez le partage avec cette application, puis recommencez depuis votre appareil et "
+                              "partagez de nouveau.",
+        "next_too_many_returns": "Attendez {wait} avant de réessayer.",
+        "title_stale_consent": "Partage à renouveler",
         "next_exchange_failed": "Recommencez depuis votre appareil pour obtenir un nouveau code.",
         "next_too_many_attempts": "Attendez {wait} avant de saisir un nouveau code. Vérifiez-le bien : il est "
                                   "affiché par votre appareil.",
@@ -161,6 +171,10 @@ TEXTS = {
         "err_exchange_failed": "The authorization server did not grant access (it refused, answered something "
                                "unusable, or did not answer). Your device has been told.",
         "err_no_usage_points": "Enedis has not registered your consent yet.",
+        "err_bad_return": "This answer from Enedis does not have the expected form: no access was given.",
+        "err_stale_consent": "Enedis reports a data share older than this request: for safety, only a share made "
+                             "for this request gives access.",
+        "err_too_many_returns": "Too many answers from Enedis came from your network.",
         "err_too_many_attempts": "Too many wrong codes were entered.",
         "err_not_found": "This page does not exist.",
         "err_bad_request": "The request could not be understood.",
@@ -196,6 +210,11 @@ TEXTS = {
         "next_upstream_unavailable": "Nothing is lost: reload this page in a minute or two. If your device's code "
                                      "has expired meanwhile, ask for a new one.",
         "next_no_usage_points": "Reload this page in a few seconds.",
+        "next_bad_return": "Start again from your device and give your consent on Enedis's site.",
+        "next_stale_consent": "On Enedis's site (customer area, where data shares are managed), withdraw the share "
+                              "with this application, then start again from your device and share once more.",
+        "next_too_many_returns": "Wait {wait} before trying again.",
+        "title_stale_consent": "Share to renew",
         "next_exchange_failed": "Start again from your device to get a new code.",
         "next_too_many_attempts": "Wait {wait} before entering another code. Check it carefully: your device "
                                   "shows it.",

@@ -48,6 +48,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Mapping, Sequence
 
+from deviceflow.usage_points import is_usage_point
+
 # v5 paths, as devices send them after /data/proxy/
 DAILY_CONSUMPTION = "metering_data_dc/v5/daily_consumption"
 CONSUMPTION_LOAD_CURVE = "metering_data_clc/v5/consumption_load_curve"
@@ -73,7 +75,6 @@ ADAM_ERR0123 = "ADAM-ERR0123"
 UPSTREAM_ERROR = "upstream_error"
 INVALID_REQUEST = "invalid_request"
 
-_PRM = re.compile(r"[0-9]{14}")
 _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _MAX_DESCRIPTION = 300
 
@@ -181,7 +182,7 @@ def _checked_prm(params: Mapping[str, str]) -> str:
     prm = params.get("usage_point_id")
     if not prm:
         raise RequestRejected(400, INVALID_REQUEST, "usage_point_id parameter is required")
-    if not _PRM.fullmatch(prm):
+    if not is_usage_point(prm):
         raise RequestRejected(400, INVALID_REQUEST, "usage_point_id parameter must be 14 digits long")
     return prm
 

@@ -447,7 +447,7 @@ class Web:
                 if shown:
                     return self.page(shown["name"], status=shown["status"], **shown["values"])
             try:
-                approved = flow.complete(params, browser)
+                approved = flow.complete(params, browser, self.client_address())
             except PageError as error:
                 self.metrics.flows.labels("denied" if error.reason == "denied" else "failed").inc()
                 return self.error_page(error, show=self.shown_page)

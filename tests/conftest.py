@@ -7,7 +7,10 @@ from deviceflow import config as configuration
 from deviceflow.store import MongoStore, SQLiteStore
 from deviceflow.web import make_app
 
-TEST_ENV = {"CLIENT_ID": "test-client", "EXTERNAL_CLIENT_ID": "domoticz", "CLIENT_SECRET": "s3cr3t-value"}
+# Most tests drive the pre-2026 return (`code` + `usage_point_id` in the URL), which needs no Enedis
+# look-up; the v2 return and the default are tested on their own (test_consent_v2, test_config).
+TEST_ENV = {"CLIENT_ID": "test-client", "EXTERNAL_CLIENT_ID": "domoticz", "CLIENT_SECRET": "s3cr3t-value",
+            "ENEDIS_AUTHORIZE_VERSION": "v1"}
 
 
 class Clock:
@@ -121,7 +124,7 @@ def live_server(tmp_path_factory, processes):
                 port = probe.getsockname()[1]
         child_env = {k: v for k, v in os.environ.items() if k not in configuration.KNOWN_NAMES}
         child_env.update({"SQLITE_PATH": str(sqlite_path or workdir / "store.sqlite3"),
-                          "BASE_URL": f"http://127.0.0.1:{port}", **env})
+                          "BASE_URL": f"http://127.0.0.1:{port}", "ENEDIS_AUTHORIZE_VERSION": "v1", **env})
         process = subprocess.Popen([sys.executable, "-m", "deviceflow", "serve", "--demo", "--host", "127.0.0.1",
                                     "--port", str(port)], cwd=workdir, env=child_env,
                                    stdout=subprocess.DEVNULL, stderr=open(workdir / "server.log", "wb"))
