@@ -147,6 +147,8 @@ def serve(args) -> int:
     purge_hourly(app.web.store)
     log.info("deviceflow %s on http://%s:%d (public URL %s, store %s%s)", __version__, args.host, args.port,
              config.base_url, config.db_type, ", DEMO: simulated Enedis" if config.demo else "")
+    for warning in configuration.startup_warnings(config):
+        log.warning("%s", warning)
     serve_wsgi(app, args.host, args.port, config.threads)
     return 0
 

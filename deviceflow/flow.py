@@ -44,15 +44,17 @@ USER_CODE_LENGTH = 8
 # disables itself on invalid_grant).
 EXPIRED_MEMORY = 24 * 3600
 # Failed user-code entries are counted per network (an IPv4 address, an IPv6
-# /64) and for the whole server. Past the server-wide count, code entry is
-# refused only to sites that failed within the window (an IPv4 address, an
+# /64) and for the whole server. Past GUESSES_GLOBAL within the window, code
+# entry is refused only to sites that failed within it (an IPv4 address, an
 # IPv6 /56, which one household or one host usually holds whole): a guesser
 # spread over many addresses gets one guess per site and hour, and a person
-# whose network has not failed is never refused for what others did (scheme
-# and odds in the README).
+# whose network has not failed is not refused for what others did. Past
+# GUESSES_CEILING, which takes thousands of sites, everybody waits: the hard
+# bound on guesses (scheme and odds in the README).
 GUESSES_PER_ADDRESS = 10
 GUESSES_PER_ADDRESS_WINDOW = 15 * 60
 GUESSES_GLOBAL = 300
+GUESSES_CEILING = 3000
 GUESSES_GLOBAL_WINDOW = 3600
 IPV6_NETWORK, IPV6_SITE = 64, 56
 # Device codes issued per client address: a home asks for a few a year; a
@@ -308,16 +310,21 @@ class DeviceFlow:
         limit, or the server-wide one when their site has failed too."""
         if (self.store.get("guess", network_of(address)) or 0) >= GUESSES_PER_ADDRESS:
             raise PageError("too_many_attempts", 429, GUESSES_PER_ADDRESS_WINDOW)
-        if ((self.store.get("guess", "*") or 0) >= GUESSES_GLOBAL
-                and self.store.get("guessed", network_of(address, IPV6_SITE))):
+        overall = self.store.get("guess", "*") or 0
+        if overall >= GUESSES_CEILING or (
+                overall >= GUESSES_GLOBAL and self.store.get("guessed", network_of(address, IPV6_SITE))):
             raise PageError("too_many_attempts", 429, GUESSES_GLOBAL_WINDOW)
 
     def _count_failed_guess(self, address: str) -> None:
         self.store.incr("guess", network_of(address), GUESSES_PER_ADDRESS_WINDOW)
         self.store.incr("guessed", network_of(address, IPV6_SITE), GUESSES_GLOBAL_WINDOW)
-        if self.store.incr("guess", "*", GUESSES_GLOBAL_WINDOW) == GUESSES_GLOBAL:
-            log.warning("%d wrong user codes within the hour: code entry is refused to the networks that failed "
+        overall = self.store.incr("guess", "*", GUESSES_GLOBAL_WINDOW)
+        if overall == GUESSES_GLOBAL:
+            log.warning("%d wrong user codes within the hour: code entry is refused to the sites that failed "
                         "until the window ends", GUESSES_GLOBAL)
+        elif overall == GUESSES_CEILING:
+            log.warning("%d wrong user codes within the hour, from many sites: code entry is refused to everybody "
+                        "until the window ends", GUESSES_CEILING)
 
     def lookup(self, typed_code: str, address: str) -> PendingFlow:
         """The pending flow behind a typed user code, counting failures against guessing."""

@@ -16,7 +16,8 @@ from helpers import PHP_CSV, PRM1, PRM2, get_code, php_token, refresh, tokens_fo
 def env(monkeypatch, tmp_path):
     """The configuration the commands read: environment only, in an empty working directory."""
     monkeypatch.chdir(tmp_path)
-    values = {"CLIENT_ID": "test-client", "DB_TYPE": "sqlite", "SQLITE_PATH": str(tmp_path / "cli.sqlite3")}
+    values = {"CLIENT_ID": "test-client", "DB_TYPE": "sqlite", "SQLITE_PATH": str(tmp_path / "cli.sqlite3"),
+              "ENEDIS_AUTHORIZE_VERSION": "v1"}
     for name, value in values.items():
         monkeypatch.setenv(name, value)
     for name in ("MONGODB_URI", "DB_ADDRESS", "FLOW"):

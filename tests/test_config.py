@@ -12,12 +12,12 @@ from deviceflow.config import ConfigError, load
 def test_defaults_follow_the_spec():
     c = load({"CLIENT_ID": "abc"}, dotenv_path=None)
     assert c.base_url == "http://localhost:8080"
-    assert c.authorization_endpoint == "https://mon-compte-particulier.enedis.fr/dataconnect/v1/oauth2/authorize"
+    assert c.authorization_endpoint == "https://mon-compte-particulier.enedis.fr/dataconnect/v2/oauth2/authorize"
     assert c.token_endpoint == "https://gw.prd.api.enedis.fr/v1/oauth2/token"
     assert c.token_endpoint_v3 == "https://gw.ext.prod.api.enedis.fr/oauth2/v3/token"
     assert c.data_endpoint == "https://gw.ext.prod.api.enedis.fr"
     assert c.redirect_uri == "http://localhost:8080/auth/redirect"
-    assert (c.enedis_api_mode, c.enedis_authorize_version, c.duration) == ("auto", "v1", "P3Y")
+    assert (c.enedis_api_mode, c.enedis_authorize_version, c.duration) == ("auto", "v2", "P3Y")
     assert (c.limit_requests_per_minute, c.interval, c.code_lifetime) == (12, 5, 300)
     assert (c.enedis_max_calls_per_second, c.timeouts, c.threads) == (5.0, (5.0, 30.0), 32)
     assert (c.db_type, c.sqlite_path, c.log_level) == ("sqlite", "./data/deviceflow.sqlite3", "INFO")
@@ -30,7 +30,7 @@ def test_client_id_is_required_except_in_demo():
     demo = load({}, dotenv_path=None, demo=True, port=9090)
     assert demo.client_id == "deviceflow-demo"
     assert demo.base_url == "http://localhost:9090"
-    assert demo.authorization_endpoint == "http://localhost:9090/enedis/dataconnect/v1/oauth2/authorize"
+    assert demo.authorization_endpoint == "http://localhost:9090/enedis/dataconnect/v2/oauth2/authorize"
     assert demo.token_endpoint_v3 == "http://127.0.0.1:9090/enedis/oauth2/v3/token"
     assert demo.data_endpoint == "http://127.0.0.1:9090/enedis"
 
@@ -85,9 +85,30 @@ def test_durations_and_lists():
     assert len(c.trusted_proxies) == 2 and c.device_mode and c.pkce and c.version_min == (2, 5)
 
 
-def test_authorize_v2_changes_the_default_consent_page():
-    c = load({"CLIENT_ID": "a", "ENEDIS_AUTHORIZE_VERSION": "v2"}, dotenv_path=None)
-    assert c.authorization_endpoint.endswith("/dataconnect/v2/oauth2/authorize")
+def test_authorize_v1_changes_the_default_consent_page():
+    c = load({"CLIENT_ID": "a", "ENEDIS_AUTHORIZE_VERSION": "v1"}, dotenv_path=None)
+    assert c.authorization_endpoint.endswith("/dataconnect/v1/oauth2/authorize")
+
+
+V1_PAGE = "https://mon-compte-particulier.enedis.fr/dataconnect/v1/oauth2/authorize"
+
+
+def test_a_php_env_naming_the_v1_page_starts_as_v1_with_one_warning():
+    """A PHP server's .env names the pre-2026 page and no version: it keeps working, and the operator hears
+    that v1 returns cannot be checked with Enedis."""
+    php = load({"CLIENT_ID": "a", "CLIENT_SECRET": "s", "AUTHORIZATION_ENDPOINT": V1_PAGE}, dotenv_path=None)
+    assert (php.enedis_authorize_version, php.authorization_endpoint) == ("v1", V1_PAGE)
+    [warning] = configuration.startup_warnings(php)
+    assert "cannot confirm" in warning and "ENEDIS_AUTHORIZE_VERSION=v2" in warning
+    # The version named wins over the page's path; v2 has nothing to warn about.
+    v2 = load({"CLIENT_ID": "a", "AUTHORIZATION_ENDPOINT": V1_PAGE, "ENEDIS_AUTHORIZE_VERSION": "v2"},
+              dotenv_path=None)
+    assert v2.enedis_authorize_version == "v2" and configuration.startup_warnings(v2) == []
+    assert configuration.startup_warnings(load({"CLIENT_ID": "a"}, dotenv_path=None)) == []
+    # FLOW=DEVICE exchanges codes upstream; only its client_credentials variant (a configured secret) takes v1 returns.
+    device = {"FLOW": "DEVICE", "ENEDIS_AUTHORIZE_VERSION": "v1"}
+    assert configuration.startup_warnings(load(device, dotenv_path=None)) == []
+    assert len(configuration.startup_warnings(load({**device, "CLIENT_SECRET": "s"}, dotenv_path=None))) == 1
 
 
 def test_config_is_frozen():

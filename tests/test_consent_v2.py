@@ -94,15 +94,17 @@ def test_every_distinct_active_or_requested_meter_is_kept(proxy, enedis):
 
 
 @pytest.mark.parametrize("version", ["v1", "v2"])
-def test_both_kinds_of_redirect_are_accepted_whatever_the_setting(make_proxy, enedis, version):
+def test_only_the_configured_kind_of_redirect_is_accepted(make_proxy, enedis, version):
     proxy = make_proxy(ENEDIS_AUTHORIZE_VERSION=version)
     subscribed(enedis, services(PRM1))
     v2_code, v2_state = start_flow(proxy)
-    assert back_from_enedis(proxy, v2_state, autorisation_id=AUTORISATION_ID).status_int == 200
     v1_code, v1_state = start_flow(proxy)
-    assert back_from_enedis(proxy, v1_state, code="enedis-code", usage_point_id=PRM2).status_int == 200
-    assert poll(proxy, v2_code["device_code"]).json["usage_points_id"] == PRM1
-    assert poll(proxy, v1_code["device_code"]).json["usage_points_id"] == PRM2
+    v2_page = back_from_enedis(proxy, v2_state, autorisation_id=AUTORISATION_ID)
+    v1_page = back_from_enedis(proxy, v1_state, code="enedis-code", usage_point_id=PRM2)
+    assert (v2_page.status_int, v1_page.status_int) == ((200, 400) if version == "v2" else (400, 200))
+    accepted, refused = (v2_code, v1_code) if version == "v2" else (v1_code, v2_code)
+    assert "access_token" in poll(proxy, accepted["device_code"]).json
+    assert poll(proxy, refused["device_code"]).json["error"] == "authorization_pending"
 
 
 def test_state_is_single_use_after_a_v2_consent(proxy, enedis):
@@ -175,13 +177,14 @@ def test_enedis_failing_gives_a_readable_page_and_a_reload_completes(proxy, ened
     assert poll(proxy, code["device_code"]).json["usage_points_id"] == PRM1
 
 
-def test_without_an_enedis_client_a_v2_redirect_is_502(app):
+def test_without_an_enedis_client_a_v2_redirect_is_502(make_web, make_config):
+    app = make_web(make_config(ENEDIS_AUTHORIZE_VERSION="v2"))
     code = get_code(app)
     state = confirm(app, code["user_code"])["state"]
     assert back_from_enedis(app, state, autorisation_id=AUTORISATION_ID).status_int == 502
 
 
-def test_concurrent_completion_delivers_once(config, sqlite_store, clock):
+def test_concurrent_completion_delivers_once(make_config, sqlite_store, clock):
     """Another request with the same state completes while this one waits on
     Enedis: the state is taken at the end, so this one gets bad_state."""
     class Enedis:
@@ -192,7 +195,7 @@ def test_concurrent_completion_delivers_once(config, sqlite_store, clock):
             return [PRM1]
 
     asked, inner = [], []
-    flow = DeviceFlow(config, sqlite_store, upstream=Enedis(), clock=clock)
+    flow = DeviceFlow(make_config(ENEDIS_AUTHORIZE_VERSION="v2"), sqlite_store, upstream=Enedis(), clock=clock)
     start = flow.start("test-client")
     pending = flow.lookup(start["user_code"], "192.0.2.1")
     state = dict(kv.split("=") for kv in flow.begin(pending, "browser").split("?", 1)[1].split("&"))["state"]
@@ -227,10 +230,12 @@ def test_every_redemption_is_logged_without_the_id_and_counted(proxy, enedis, ca
     assert digest(AUTORISATION_ID)[:12] not in everything  # a plain hash of 9 digits is reversed in seconds
 
 
-def test_a_share_that_started_before_the_flow_is_flagged(proxy, enedis, caplog):
+def test_a_share_that_started_before_the_flow_is_refused_with_a_warning(proxy, enedis, caplog):
     caplog.set_level(logging.INFO)
     subscribed(enedis, services(PRM1, since="2026-10-05"))
-    _, state = start_flow(proxy)
-    assert back_from_enedis(proxy, state, autorisation_id=AUTORISATION_ID).status_int == 200
-    [record] = redemptions(caplog)
+    code, state = start_flow(proxy)
+    page = back_from_enedis(proxy, state, autorisation_id=AUTORISATION_ID)
+    assert page.status_int == 403 and "Partage à renouveler" in page.text
+    assert poll(proxy, code["device_code"]).json["error"] == "authorization_pending"
+    [record] = [r for r in caplog.records if r.name == "deviceflow.enedis" and "v2 consent" in r.getMessage()]
     assert record.levelno == logging.WARNING and "2026-10-05" in record.getMessage()

@@ -136,10 +136,12 @@ def test_v2_returns_with_an_autorisation_id_at_debug(make_config, sqlite_store, 
     enedis_token = marked("enedis-token")
     enedis_mock.add(responses.POST, TOKEN_V3, json={"access_token": enedis_token, "expires_in": 3600})
     enedis_mock.add(responses.POST, SUBSCRIBED, json={"serviceSouscrit": [
-        {"pointId": PRM1, "etatCode": "ACTIF", "dateDebut": "2020-01-01"}]})  # an older share: logged at WARNING
+        {"pointId": PRM1, "etatCode": "ACTIF", "dateDebut": "2027-01-15"}]})  # redeemed: logged at INFO
+    enedis_mock.add(responses.POST, SUBSCRIBED, json={"serviceSouscrit": [
+        {"pointId": PRM1, "etatCode": "ACTIF", "dateDebut": "2020-01-01"}]})  # an older share: refused, a WARNING
     enedis_mock.add(responses.POST, SUBSCRIBED, body=requests.ConnectionError("refused"))
     found = {SECRET, enedis_token}
-    for expected in (200, 502):
+    for expected in (200, 403, 502):
         autorisation_id = str(10**14 + secrets.randbelow(10**14))  # Enedis's ids are numbers
         code = get_code(app)
         query = confirm(app, code["user_code"])
@@ -148,7 +150,7 @@ def test_v2_returns_with_an_autorisation_id_at_debug(make_config, sqlite_store, 
         assert page.status_int == expected
         found |= {autorisation_id, code["device_code"]}
     log = captured()
-    assert "v2 consent" in log and "upstream unreachable" in log
+    assert "redeemed" in log and "refused" in log and "upstream unreachable" in log
     assert found_in(log, found) == [] and found_in(app.exposed(), found) == []
 
 

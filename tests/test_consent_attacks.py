@@ -1,0 +1,283 @@
+"""Consent integrity, tried as an attacker would: nobody obtains tokens for a
+meter its owner did not consent to, whatever the return from Enedis says.
+Each test is the attack's request sequence; it must end with no token minted
+and, where it applies, no call to Enedis."""
+
+import logging
+
+import pytest
+import responses
+
+from deviceflow.enedis import EnedisClient
+from deviceflow.flow import (GUESSES_CEILING, GUESSES_GLOBAL, GUESSES_PER_ADDRESS, RETURNS_PER_ADDRESS,
+                             RETURNS_PER_ADDRESS_WINDOW, RETURNS_PER_STATE)
+from helpers import PRM1, PRM2, confirm, get_code, poll
+from test_consent_v2 import AUTORISATION_ID, SUBSCRIBED_URL, TOKEN_URL, searches, services, subscribed
+
+OTHER_ID = "518300042"  # another person's consent, learnt from a shared link or guessed
+ARABIC_PRM = "\u0661" * 14  # fourteen Arabic-Indic digits: `\d` matches them, Enedis has no such meter
+
+
+@pytest.fixture
+def make_proxy(make_web, make_config, sqlite_store, clock):
+    """The proxy with an Enedis client on `responses`; ENEDIS_AUTHORIZE_VERSION left to its default unless given."""
+    def make(**env):
+        env = {"ENEDIS_AUTHORIZE_VERSION": None, **env}
+        config = make_config(**env)
+        return make_web(config, upstream=EnedisClient(config, sqlite_store, clock=clock, sleep=clock.advance))
+    return make
+
+
+@pytest.fixture
+def enedis(enedis_mock):
+    enedis_mock.add(responses.POST, TOKEN_URL, json={"access_token": "enedis-token", "expires_in": "12600"})
+    return enedis_mock
+
+
+def start(app, suffix=""):
+    code = get_code(app)
+    return code, confirm(app, code["user_code"], suffix)["state"]
+
+
+def back(app, state, **params):
+    return app.get("/auth/redirect", {"state": state, **params}, expect_errors=True)
+
+
+def minted(app, code):
+    """What the device gets when it polls: a token would be an `access_token`."""
+    return poll(app, code["device_code"]).json
+
+
+def tokens_in_store(app):
+    return app.app.web.store.count("access") + app.app.web.store.count("refresh")
+
+
+# --- 1. a forged meter: the v1-style return names any PRM
+
+def test_a_v1_style_return_names_no_meter_under_the_default_v2(make_proxy, enedis):
+    app = make_proxy()
+    code, state = start(app)
+    page = back(app, state, code="anything", usage_point_id=PRM2)
+    assert page.status_int == 400 and page.content_type == "text/html"
+    assert "pas la forme attendue" in page.text
+    assert minted(app, code)["error"] == "authorization_pending"
+    assert tokens_in_store(app) == 0 and len(enedis.calls) == 0
+    # The state is spent: coming back with a real-looking v2 return changes nothing.
+    assert back(app, state, autorisation_id=AUTORISATION_ID).status_int == 400
+    assert len(enedis.calls) == 0 and tokens_in_store(app) == 0
+
+
+def test_a_v1_return_needs_its_code_and_spends_the_state_when_it_fails(make_proxy, enedis):
+    app = make_proxy(ENEDIS_AUTHORIZE_VERSION="v1")
+    code, state = start(app)
+    assert back(app, state, usage_point_id=PRM2).status_int == 400  # no code: not what Enedis v1 sends
+    assert back(app, state, code="anything", usage_point_id=PRM2).status_int == 400  # replayed: spent
+    assert back(app, state, autorisation_id=AUTORISATION_ID).status_int == 400
+    assert minted(app, code)["error"] == "authorization_pending" and tokens_in_store(app) == 0
+    assert len(enedis.calls) == 0
+
+
+def test_under_v1_a_v2_return_is_refused_too(make_proxy, enedis):
+    app = make_proxy(ENEDIS_AUTHORIZE_VERSION="v1")
+    subscribed(enedis, services(PRM1))
+    code, state = start(app)
+    assert back(app, state, autorisation_id=AUTORISATION_ID).status_int == 400
+    assert minted(app, code)["error"] == "authorization_pending" and len(searches(enedis)) == 0
+
+
+def test_non_ascii_digits_are_no_meter_number(make_proxy, enedis):
+    app = make_proxy(ENEDIS_AUTHORIZE_VERSION="v1")
+    code, state = start(app)
+    assert back(app, state, code="anything", usage_point_id=ARABIC_PRM).status_int == 400
+    assert minted(app, code)["error"] == "authorization_pending" and tokens_in_store(app) == 0
+
+
+@pytest.mark.parametrize("secret", ["", "s3cr3t-value"])
+def test_cg_in_pass_through_mode_mints_nothing_for_a_usage_point_id_alone(make_proxy, enedis, secret):
+    """FLOW=DEVICE: `-cg` asks for client_credentials. Without a secret the mode cannot work, so the flow
+    stays a pass-through one (a code is needed); with one, it follows the v2 rules."""
+    app = make_proxy(FLOW="DEVICE", CLIENT_SECRET=secret)
+    code, state = start(app, "-cg")
+    assert state.endswith("-cg")
+    page = back(app, state, usage_point_id=PRM2)
+    assert page.status_int == 400
+    assert "access_token" not in minted(app, code) and tokens_in_store(app) == 0
+    assert len(enedis.calls) == 0
+
+
+# --- 2. someone else's consent: an autorisation_id learnt or guessed
+
+def test_an_older_consent_of_someone_else_is_not_redeemed(make_proxy, enedis, caplog):
+    caplog.set_level(logging.INFO, logger="deviceflow")
+    subscribed(enedis, services(PRM2, since="2026-10-05"))  # shared by its owner months ago
+    app = make_proxy()
+    code, state = start(app)
+    page = back(app, state, autorisation_id=OTHER_ID)
+    assert page.status_int == 403 and "retirez le partage" in page.text
+    assert minted(app, code)["error"] == "authorization_pending" and tokens_in_store(app) == 0
+    [warning] = [r for r in caplog.records if r.levelno == logging.WARNING and "refused" in r.getMessage()]
+    assert "2026-10-05" in warning.getMessage() and OTHER_ID not in caplog.text
+
+
+def test_a_share_from_the_day_before_the_flow_is_fresh(make_proxy, enedis, clock):
+    """A person who shares just before midnight and confirms just after is not refused."""
+    subscribed(enedis, services(PRM1, since="2027-01-14"))  # the test clock is 2027-01-15 in France
+    app = make_proxy()
+    code, state = start(app)
+    assert back(app, state, autorisation_id=AUTORISATION_ID).status_int == 200
+    assert minted(app, code)["usage_points_id"] == PRM1
+
+
+def test_withdrawing_and_sharing_again_gives_a_fresh_share_under_the_same_id(make_proxy, enedis):
+    subscribed(enedis, services(PRM1, since="2025-03-01"))
+    app = make_proxy()
+    code, state = start(app)
+    assert back(app, state, autorisation_id=AUTORISATION_ID).status_int == 403
+    enedis.replace(responses.POST, SUBSCRIBED_URL, json=services(PRM1, since="2027-01-15"))
+    assert back(app, state, autorisation_id=AUTORISATION_ID).status_int == 200
+    assert minted(app, code)["usage_points_id"] == PRM1
+
+
+def test_only_the_fresh_services_of_an_id_are_redeemed(make_proxy, enedis):
+    listed = services(PRM1)
+    listed["serviceSouscrit"] += services(PRM2, since="2024-06-30")["serviceSouscrit"]
+    subscribed(enedis, listed)
+    app = make_proxy()
+    code, state = start(app)
+    assert back(app, state, autorisation_id=AUTORISATION_ID).status_int == 200
+    assert minted(app, code)["usage_points_id"] == PRM1
+
+
+def test_a_state_takes_no_other_id_after_its_first(make_proxy, enedis):
+    """The first return failed (Enedis down): the next one may not bring another person's id."""
+    subscribed(enedis, status=500, json={"code": "500"})
+    app = make_proxy()
+    code, state = start(app)
+    assert back(app, state, autorisation_id=AUTORISATION_ID).status_int == 502
+    asked = len(searches(enedis))
+    enedis.replace(responses.POST, SUBSCRIBED_URL, json=services(PRM2))
+    assert back(app, state, autorisation_id=OTHER_ID).status_int == 400
+    assert len(searches(enedis)) == asked  # the other id was never looked up
+    assert minted(app, code)["error"] == "authorization_pending" and tokens_in_store(app) == 0
+    # The first id still completes the flow.
+    enedis.replace(responses.POST, SUBSCRIBED_URL, json=services(PRM1))
+    assert back(app, state, autorisation_id=AUTORISATION_ID).status_int == 200
+    assert minted(app, code)["usage_points_id"] == PRM1
+
+
+# --- 3. a state outlives no failure, and costs Enedis little
+
+def test_a_state_takes_a_bounded_number_of_returns(make_proxy, enedis):
+    subscribed(enedis, {"nbTotalServices": 0, "serviceSouscrit": []})  # never registered
+    app = make_proxy()
+    code, state = start(app)
+    for _ in range(RETURNS_PER_STATE):
+        assert back(app, state, autorisation_id=AUTORISATION_ID).status_int == 503
+    asked = len(searches(enedis))
+    enedis.replace(responses.POST, SUBSCRIBED_URL, json=services(PRM1))
+    assert back(app, state, autorisation_id=AUTORISATION_ID).status_int == 400
+    assert len(searches(enedis)) == asked and tokens_in_store(app) == 0
+    assert minted(app, code)["error"] == "authorization_pending"
+
+
+def test_consent_look_ups_never_wait_for_an_outbound_slot(make_proxy, enedis, clock, sqlite_store):
+    subscribed(enedis, services(PRM1))
+    app = make_proxy(ENEDIS_MAX_CALLS_PER_SECOND="1")
+    enedis_client = app.app.web.flow.upstream
+    enedis_client.access_token()  # the token is cached: what follows are look-ups only
+    code, state = start(app)
+    clock.advance(1)
+    enedis_client.wait_for_slot()  # the data calls have spent this second
+    calls_before, now = len(enedis.calls), clock()
+    page = back(app, state, autorisation_id=AUTORISATION_ID)
+    assert page.status_int == 429 and "rechargez cette page" in page.text and page.headers["Retry-After"]
+    assert clock() == now and len(enedis.calls) == calls_before  # no wait, no call
+    clock.advance(1)
+    assert back(app, state, autorisation_id=AUTORISATION_ID).status_int == 200
+
+
+def test_consent_look_ups_share_the_data_calls_cap_of_threads(make_proxy, enedis):
+    subscribed(enedis, services(PRM1))
+    app = make_proxy(THREADS="8")
+    cap = app.app.web.flow.upstream._data_calls
+    while cap.acquire(blocking=False):  # every data-call thread busy on Enedis
+        pass
+    code, state = start(app)
+    page = back(app, state, autorisation_id=AUTORISATION_ID)
+    assert page.status_int == 429 and len(searches(enedis)) == 0
+
+
+def test_returns_are_limited_per_network(make_proxy, enedis, clock):
+    app = make_proxy()
+    for i in range(RETURNS_PER_ADDRESS):
+        env = {"REMOTE_ADDR": f"2001:db8:1:2::{i:x}"}
+        assert app.get("/auth/redirect", {"state": "x", "autorisation_id": "1"}, extra_environ=env,
+                       expect_errors=True).status_int == 400
+    refused = app.get("/auth/redirect", {"state": "x"}, extra_environ={"REMOTE_ADDR": "2001:db8:1:2::ffff"},
+                      expect_errors=True)
+    assert refused.status_int == 429 and int(refused.headers["Retry-After"]) == RETURNS_PER_ADDRESS_WINDOW
+    # Another network is not concerned; the limit lifts after its window.
+    code, state = start(app)
+    assert back(app, state, code="x", usage_point_id=PRM1).status_int == 400
+    clock.advance(RETURNS_PER_ADDRESS_WINDOW + 1)
+    assert app.get("/auth/redirect", {"state": "x"}, extra_environ={"REMOTE_ADDR": "2001:db8:1:2::ffff"},
+                   expect_errors=True).status_int == 400
+
+
+# --- 4. guessing limits that one host cannot turn against everyone
+
+def guess(app, code, address):
+    return app.get(f"/device?code={code}", expect_errors=True, extra_environ={"REMOTE_ADDR": address})
+
+
+def test_one_ipv6_host_cannot_lock_code_entry_for_everyone(make_proxy):
+    app = make_proxy()
+    for i in range(310):  # 31 addresses of one /64, 10 wrong codes each
+        guess(app, "BBBB-BBBB", f"2001:db8:aaaa:1::{i // 10 + 1:x}")
+    assert guess(app, "BBBB-BBBB", "2001:db8:aaaa:1:ffff::1").status_int == 429  # the whole /64 waits
+    code = get_code(app)["user_code"]
+    page = guess(app, code, "198.51.100.23")
+    assert page.status_int == 200 and page.forms[0]["csrf"].value
+
+
+def test_a_distributed_guesser_is_bounded_and_others_still_get_in(make_proxy, caplog):
+    app = make_proxy()
+    code = get_code(app)["user_code"]
+    addresses = [f"10.{i // 250}.{i % 250}.1" for i in range(GUESSES_CEILING + 100)]
+    with caplog.at_level(logging.WARNING, logger="deviceflow.flow"):
+        for address in addresses[:GUESSES_GLOBAL]:
+            assert guess(app, "BBBB-BBBB", address).status_int == 400
+        # Past the server-wide count: a site that failed waits, even with the right code...
+        assert guess(app, code, addresses[0]).status_int == 429
+        # ...and another address of a failed IPv6 site too.
+        guess(app, "BBBB-BBBB", "2001:db8:bbbb:100::1")
+        assert guess(app, code, "2001:db8:bbbb:1ff::1").status_int == 429
+        # A person from a network that has not failed gets in.
+        assert guess(app, code, "192.0.2.77").status_int == 200
+        # Each new site of the guesser gets one guess, until the ceiling stops everybody.
+        tried = sum(guess(app, "BBBB-BBBB", a).status_int == 400 for a in addresses[GUESSES_GLOBAL:]) + 1
+        assert tried == GUESSES_CEILING - GUESSES_GLOBAL
+        assert guess(app, code, "192.0.2.78").status_int == 429
+    assert [r.getMessage().split()[0] for r in caplog.records] == [str(GUESSES_GLOBAL), f"{GUESSES_CEILING}"]
+
+
+def test_ipv4_mapped_addresses_count_as_their_ipv4(make_proxy):
+    app = make_proxy()
+    for _ in range(GUESSES_PER_ADDRESS):
+        guess(app, "BBBB-BBBB", "::ffff:203.0.113.9")
+    assert guess(app, "BBBB-BBBB", "203.0.113.9").status_int == 429
+
+
+# --- blind spots of the suite
+
+def test_a_confirmation_token_from_another_browser_is_refused(make_proxy):
+    """The CSRF token is tied to the browser that was shown the code, not only to the code."""
+    app = make_proxy()
+    code = get_code(app)
+    victim_page = app.get(f"/device?code={code['user_code']}")
+    stolen = victim_page.forms[0]["csrf"].value
+    app.reset()  # another browser: no cookie
+    attacker_page = app.get(f"/device?code={code['user_code']}")
+    form = attacker_page.forms[0]
+    form["csrf"] = stolen
+    assert form.submit(expect_errors=True).status_int == 403
