@@ -562,7 +562,7 @@ class Simulator:
             add(f"/dataconnect/{version}/oauth2/authorize", f"authorize_{version}_submit",
                 functools.partial(self.authorize_submit, version), method="POST")
         for path in ("/subscribed_services/v1", "/subscribed_services/v1/"):
-            add(path, "subscribed_services", self.subscribed_services, method="POST")
+            add(path, "subscribed_services", self.subscribed_services, method="POST", data=True)
         add("/oauth2/v3/token", "token_v3", self.token_v3, method="POST")
         add("/v1/oauth2/token", "token_v1", self.token_v1, method="POST")
         for path, (name, kind, direction) in V5_MEASURES.items():

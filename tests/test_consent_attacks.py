@@ -281,3 +281,67 @@ def test_a_confirmation_token_from_another_browser_is_refused(make_proxy):
     form = attacker_page.forms[0]
     form["csrf"] = stolen
     assert form.submit(expect_errors=True).status_int == 403
+
+
+# --- 3, live: a flood of returns on one state while Enedis is slow
+
+def test_a_flood_of_v2_returns_on_a_live_server_leaves_polls_fast(live_server):
+    import statistics
+    import threading
+    import time
+
+    import requests
+
+    base = live_server(ENEDIS_AUTHORIZE_VERSION="v2", LOG_LEVEL="WARNING")
+    device = {"client_id": "deviceflow-demo"}
+    browser = requests.Session()
+    code = requests.post(f"{base}/device/code", data=device, timeout=10).json()
+    page = browser.get(code["verification_uri_complete"], timeout=10)
+    csrf = page.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+    sent = browser.post(f"{base}/auth/verify_code", timeout=10, allow_redirects=False,
+                        data={"user_code": code["user_code"], "csrf": csrf})
+    state = sent.headers["Location"].split("state=", 1)[1].split("&", 1)[0]
+    # Every Enedis data and consent API now takes half a second; the id was never shared, so each
+    # look-up finds nothing and is asked again (the slowest return the proxy knows).
+    assert requests.post(f"{base}/enedis/_control", json={"delay": 0.5}, timeout=10).status_code == 200
+    other = requests.post(f"{base}/device/code", data=device, timeout=10).json()
+
+    pages, stop = [], threading.Event()
+
+    def flood():
+        pages.append(browser.get(f"{base}/auth/redirect", params={"state": state, "autorisation_id": "123456789"},
+                                 timeout=60).status_code)
+
+    latencies = []
+
+    def poll_while_flooding():
+        with requests.Session() as device_session:
+            while not stop.is_set():
+                started = time.perf_counter()
+                answer = device_session.post(f"{base}/device/token", timeout=10, data={
+                    **device, "grant_type": "urn:ietf:params:oauth:grant-type:device_code",
+                    "device_code": other["device_code"]})
+                latencies.append(time.perf_counter() - started)
+                assert answer.json()["error"] in ("authorization_pending", "slow_down")
+                time.sleep(0.02)
+
+    poller = threading.Thread(target=poll_while_flooding)
+    poller.start()
+    flooders = [threading.Thread(target=flood) for _ in range(36)]
+    for thread in flooders:
+        thread.start()
+    for thread in flooders:
+        thread.join(60)
+    stop.set()
+    poller.join(10)
+
+    assert len(pages) == 36 and set(pages) <= {400, 429, 503}
+    # At most RETURNS_PER_STATE returns reached Enedis, each with its few look-ups.
+    searches_made = requests.get(f"{base}/enedis/_stats", timeout=10).json()["calls"]["subscribed_services"]
+    assert searches_made <= RETURNS_PER_STATE * 4
+    latencies.sort()
+    p99 = latencies[int(len(latencies) * 0.99) - 1]
+    assert len(latencies) > 50 and p99 < 0.05, (p99, statistics.median(latencies))
+    assert "access_token" not in requests.post(f"{base}/device/token", timeout=10, data={
+        **device, "grant_type": "urn:ietf:params:oauth:grant-type:device_code",
+        "device_code": code["device_code"]}).json()
