@@ -345,3 +345,14 @@ def test_a_flood_of_v2_returns_on_a_live_server_leaves_polls_fast(live_server):
     assert "access_token" not in requests.post(f"{base}/device/token", timeout=10, data={
         **device, "grant_type": "urn:ietf:params:oauth:grant-type:device_code",
         "device_code": code["device_code"]}).json()
+
+
+def test_a_server_taking_v1_returns_says_so_once_at_start_up(live_server):
+    import time
+
+    live_server(ENEDIS_AUTHORIZE_VERSION="v1")
+    live_server(ENEDIS_AUTHORIZE_VERSION="v2")
+    time.sleep(0.2)  # the start-up lines are written before /healthz answers; let them reach the file
+    v1_log, v2_log = (process.log.read_text() for process in live_server.processes)
+    assert v1_log.count("WARNING") == 1 and "ENEDIS_AUTHORIZE_VERSION=v1" in v1_log and "cannot confirm" in v1_log
+    assert "ENEDIS_AUTHORIZE_VERSION=v1" not in v2_log
