@@ -48,10 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"deviceflow {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="serve the proxy with waitress")
-    serve.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
+    serve.add_argument("--host", help="address to listen on (default 0.0.0.0; 127.0.0.1 with --demo)")
     serve.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
     serve.add_argument("--demo", action="store_true",
-                       help="mount a simulated Enedis on the same port and point every endpoint at it")
+                       help="mount a simulated Enedis on the same port and point every endpoint at it; "
+                            "a sandbox: store in memory, .env and store settings not read")
     serve.add_argument("--options", metavar="PATH",
                        help="Home Assistant add-on options file (JSON) to read first; .env and the environment win")
 
@@ -114,6 +115,10 @@ def build_app(config: configuration.Config):
         # Real Enedis sends the person back to the URL registered on DataHub: the simulator plays that part.
         simulator = Simulator(f"{config.base_url}{configuration.DEMO_PREFIX}", client_id=config.client_id,
                               redirect_uri=config.redirect_uri)
+        # Printed once, for whoever drives the simulator's knobs (the demo's own operator, tests).
+        print(f"deviceflow demo: simulator control token {simulator.control_token} "
+              f"(POST {configuration.DEMO_PREFIX}/_control with Authorization: Bearer <token>)",
+              file=sys.stderr, flush=True)
     return make_app(config, store, upstream=enedis, simulator=simulator, metrics=metrics)
 
 
@@ -145,9 +150,12 @@ def serve(args) -> int:
     logging.getLogger().setLevel(config.log_level)
     app = build_app(config)
     purge_hourly(app.web.store)
-    log.info("deviceflow %s on http://%s:%d (public URL %s, store %s%s)", __version__, args.host, args.port,
-             config.base_url, config.db_type, ", DEMO: simulated Enedis" if config.demo else "")
-    serve_wsgi(app, args.host, args.port, config.threads)
+    # A demo answers this machine only, unless told otherwise.
+    host = args.host or ("127.0.0.1" if config.demo else "0.0.0.0")
+    log.info("deviceflow %s on http://%s:%d (public URL %s, store %s%s)", __version__, host, args.port,
+             config.base_url, "in memory" if config.demo else config.db_type,
+             ", DEMO: simulated Enedis" if config.demo else "")
+    serve_wsgi(app, host, args.port, config.threads)
     return 0
 
 

@@ -28,6 +28,11 @@ DEFAULT_DATA_ENDPOINT = "https://gw.ext.prod.api.enedis.fr"
 DEMO_CLIENT_ID = "deviceflow-demo"
 # Where `--demo` mounts the simulated Enedis on the proxy's own port.
 DEMO_PREFIX = "/enedis"
+# A demo is a sandbox: its store lives in memory and dies with it. Started in a
+# production folder, it must neither write to the real store nor mint tokens
+# the real server accepts, nor share its server key or cached Enedis token.
+DEMO_STORE = ":memory:"
+STORE_NAMES = ("DB_TYPE", "SQLITE_PATH", "MONGODB_URI", "DB_ADDRESS", "DB_PORT", "DB_USER", "DB_PASSWORD", "DB_NAME")
 
 ACCESS_TOKEN_LIFETIME = 12600
 LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
@@ -135,13 +140,16 @@ def load(environ: dict | None = None, dotenv_path: str | os.PathLike | None = ".
     """Build the configuration: add-on options first, then `.env`, the environment winning.
 
     `demo` points every Enedis endpoint at the built-in simulator mounted on this
-    server; `port` (the one served) fixes the default BASE_URL in that case.
+    server, with a store in memory: the store settings and `.env` (a production
+    folder's) are not read; `port` (the one served) fixes the default BASE_URL in that case.
     `options_path` names a Home Assistant add-on options file (see `read_options`).
     """
     env: dict[str, str] = read_options(options_path) if options_path else {}
     from_options = set(env)
     dotenv: dict[str, str] = {}
-    if dotenv_path and Path(dotenv_path).is_file():
+    if demo and dotenv_path and Path(dotenv_path).is_file():
+        log.info("demo: %s is not read (a demo keeps to itself)", dotenv_path)
+    elif dotenv_path and Path(dotenv_path).is_file():
         dotenv = {k: v or "" for k, v in dotenv_values(dotenv_path).items()}
     ignored = sorted(k for k in dotenv if k not in KNOWN_NAMES)
     for layer in (dotenv, os.environ if environ is None else environ):
@@ -149,6 +157,13 @@ def load(environ: dict | None = None, dotenv_path: str | os.PathLike | None = ".
         from_options -= set(layer)
     if ignored:
         log.info("ignoring settings this server does not use: %s", ", ".join(ignored))
+    if demo:
+        dropped = [name for name in STORE_NAMES if name in env and name not in from_options]
+        for name in STORE_NAMES:
+            env.pop(name, None)
+        log.info("demo: store in memory, forgotten when the demo stops%s",
+                 f" ({', '.join(dropped)} not used)" if dropped else "")
+        env["SQLITE_PATH"] = DEMO_STORE
     try:
         return _parse(env, demo=demo, port=port)
     except ConfigError as error:
