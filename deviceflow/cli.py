@@ -35,12 +35,19 @@ SWITCH_INTERVAL = 0.0001
 PURGE_EVERY = 3600.0
 
 
-def serve_wsgi(app, host: str, port: int, threads: int) -> None:
-    """Serve a WSGI app on waitress the way deviceflow is served (bench/ serves its ceiling with it too)."""
-    import waitress
+def serve_wsgi(app, host: str, port: int, threads: int, connection_limit: int = 0,
+               request_timeout: float = 10.0) -> None:
+    """Serve a WSGI app on waitress the way deviceflow is served (bench/ serves its ceiling with it too),
+    guarded against slow clients (deviceflow.serving); `connection_limit` 0 sizes it to the machine."""
+    from deviceflow import serving
 
     sys.setswitchinterval(SWITCH_INTERVAL)
-    waitress.serve(app, host=host, port=port, threads=threads, **WAITRESS_OPTIONS)
+    limit = connection_limit or serving.default_connection_limit(threads)
+    log.info("connections: at most %d open (CONNECTION_LIMIT), each request received whole within %g s "
+             "(REQUEST_TIMEOUT)", limit, request_timeout)
+    server = serving.create_server(app, host, port, threads, WAITRESS_OPTIONS, limit, request_timeout)
+    server.print_listen("Serving on http://{}:{}")
+    server.run()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -155,7 +162,7 @@ def serve(args) -> int:
     log.info("deviceflow %s on http://%s:%d (public URL %s, store %s%s)", __version__, host, args.port,
              config.base_url, "in memory" if config.demo else config.db_type,
              ", DEMO: simulated Enedis" if config.demo else "")
-    serve_wsgi(app, host, args.port, config.threads)
+    serve_wsgi(app, host, args.port, config.threads, config.connection_limit, config.request_timeout)
     return 0
 
 

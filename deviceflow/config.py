@@ -48,7 +48,7 @@ KNOWN_NAMES = frozenset({
     "UPSTREAM_READ_TIMEOUT", "VERSION_MIN", "DB_TYPE", "SQLITE_PATH",
     "MONGODB_URI", "DB_ADDRESS", "DB_PORT", "DB_USER", "DB_PASSWORD", "DB_NAME",
     "TRUSTED_PROXIES", "THREADS", "LOG_LEVEL", "OPERATOR_NAME", "OPERATOR_CONTACT",
-    "METRICS", "METRICS_TOKEN",
+    "METRICS", "METRICS_TOKEN", "CONNECTION_LIMIT", "REQUEST_TIMEOUT",
 })
 
 
@@ -85,6 +85,8 @@ class Config:
     mongodb_db: str = "deviceflow"
     trusted_proxies: tuple = ()
     threads: int = 32
+    connection_limit: int = 0  # 0: sized to the process's file descriptors when serving
+    request_timeout: float = 10.0
     log_level: str = "INFO"
     operator_name: str = ""
     operator_contact: str = ""
@@ -343,6 +345,8 @@ def _parse(env: dict, demo: bool, port: int | None) -> Config:
         mongodb_db=mongodb_db,
         trusted_proxies=_networks(env, "TRUSTED_PROXIES"),
         threads=_int(env, "THREADS", 32, 1, 1024),
+        connection_limit=_int(env, "CONNECTION_LIMIT", 0, 10, 1_000_000),
+        request_timeout=_float(env, "REQUEST_TIMEOUT", 10.0, 1, 300),
         log_level=_choice(env, "LOG_LEVEL", "INFO", LOG_LEVELS, upper=True),
         operator_name=_get(env, "OPERATOR_NAME"),
         operator_contact=_get(env, "OPERATOR_CONTACT"),

@@ -65,7 +65,7 @@ def test_a_demo_in_a_production_folder_leaves_the_production_store_alone(live_se
 def test_a_demo_listens_on_loopback_unless_told_otherwise(monkeypatch, tmp_path, capsys):
     monkeypatch.chdir(production_folder(tmp_path))
     served = []
-    monkeypatch.setattr(cli, "serve_wsgi", lambda app, host, port, threads: served.append((host, app)))
+    monkeypatch.setattr(cli, "serve_wsgi", lambda app, host, port, threads, *limits: served.append((host, app)))
     monkeypatch.setattr(cli, "purge_hourly", lambda store: None)
     assert cli.main(["serve", "--demo", "--port", "8099"]) == 0
     assert cli.main(["serve", "--demo", "--port", "8099", "--host", "0.0.0.0"]) == 0
