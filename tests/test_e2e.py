@@ -81,9 +81,10 @@ def test_refresh_token_survives_a_restart(live_server, tmp_path):
 
 
 def test_pass_through_mode_relays_the_upstream_tokens(live_server):
-    """FLOW=DEVICE with PKCE: the simulated Enedis's v1 token endpoint issues the tokens, the proxy relays them."""
+    """FLOW=DEVICE with PKCE: the simulated Enedis's v1 token endpoint issues the tokens, the proxy relays them.
+    The device lends its client_secret (no CLIENT_SECRET here): the code is exchanged at its poll."""
     base = live_server(FLOW="DEVICE", PKCE="1")
-    code = device_post(base, "/device/code").json()
+    code = device_post(base, "/device/code", client_secret="lent-by-the-device").json()
     consent_in_browser(base, code["verification_uri_complete"])
     # The simulator checked the PKCE verifier against the challenge before issuing these.
     tokens = device_post(base, "/device/token", grant_type=DEVICE_GRANT, device_code=code["device_code"]).json()
