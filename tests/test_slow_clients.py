@@ -18,10 +18,10 @@ REQUEST_TIMEOUT = 3  # the server's setting in this test (seconds)
 class Trickle:
     """SLOW_CLIENTS connections each sending a request's header lines one at a time, never ending them."""
 
-    def __init__(self, port):
+    def __init__(self, port, wrap=lambda sock: sock):
         self.sockets = []
         for _ in range(SLOW_CLIENTS):
-            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+            sock = wrap(socket.create_connection(("127.0.0.1", port), timeout=5))
             sock.sendall(b"POST /device/token HTTP/1.1\r\nHost: 127.0.0.1\r\n")
             self.sockets.append(sock)
         self.stop = threading.Event()
