@@ -20,6 +20,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -40,6 +41,9 @@ sys.path.insert(0, str(HERE.parent))
 
 CLIENT_ID = "bench-client"
 CLIENT_SECRET = "bench-secret"
+# The simulated Enedis's knobs need this; the bench hands it to the process it starts for it.
+CONTROL_TOKEN = os.environ.get("BENCH_CONTROL_TOKEN") or secrets.token_urlsafe(32)
+CONTROL = {"Authorization": f"Bearer {CONTROL_TOKEN}"}
 PRM = "99999999999991"
 DATA_PATH = "metering_data_dc/v5/daily_consumption"
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
@@ -83,7 +87,8 @@ def serve_role(role: str, port: int) -> None:
         from deviceflow.simulator import Simulator
 
         # Enough threads that every data call waiting on its delay has one.
-        app, threads = Simulator(f"http://127.0.0.1:{port}", CLIENT_ID, client_secret=CLIENT_SECRET).app, 128
+        app, threads = Simulator(f"http://127.0.0.1:{port}", CLIENT_ID, client_secret=CLIENT_SECRET,
+                                 control_token=CONTROL_TOKEN).app, 128
     serve_wsgi(app, "127.0.0.1", port, threads)
 
 
@@ -417,7 +422,8 @@ def measure(args, wrk: Wrk, workdir: Path, profiler: Profiler) -> Table:
     enedis = f"http://127.0.0.1:{enedis_port}"
 
     with server([python, __file__, "_hello", str(hello_port)], hello_port, {}, workdir), \
-            server([python, __file__, "_enedis", str(enedis_port)], enedis_port, {}, workdir, "/_stats"):
+            server([python, __file__, "_enedis", str(enedis_port)], enedis_port,
+                   {"BENCH_CONTROL_TOKEN": CONTROL_TOKEN}, workdir, "/_stats"):
         say("hello-world ceiling")
         hello_lines = poll_lines([("x" * 43, "")] * 100)
         hello_first = wrk.measure(hello_port, hello_lines, "authorization_pending")
@@ -432,7 +438,7 @@ def measure(args, wrk: Wrk, workdir: Path, profiler: Profiler) -> Table:
 
         with server(serve, port, env, workdir, "/healthz") as deviceflow:
             say(f"{TOKEN_RACE} data calls at once, no Enedis token cached yet")
-            http("POST", f"{enedis}/_control", {"reset": True})
+            http("POST", f"{enedis}/_control", {"reset": True}, CONTROL)
             race = wrk.run(port, data_lines(proxy_url, token), "", duration=3, connections=TOKEN_RACE)
             token_calls = json.loads(http("GET", f"{enedis}/_stats")[1])["calls"].get("token_v3", 0)
 
@@ -454,11 +460,11 @@ def measure(args, wrk: Wrk, workdir: Path, profiler: Profiler) -> Table:
                 proxied = wrk.measure(port, data_lines(proxy_url, token), "meter_reading", connections=1)
 
             say(f"polls while {DATA_CALLS} data calls wait on Enedis answering after {SLOW_ENEDIS:g} s")
-            http("POST", f"{enedis}/_control", {"delay": SLOW_ENEDIS})
+            http("POST", f"{enedis}/_control", {"delay": SLOW_ENEDIS}, CONTROL)
             with data_callers(f"http://127.0.0.1:{port}{proxy_url}?{data_query()}", token, DATA_CALLS) as answers:
                 loaded = wrk.measure(port, poll_lines(loaded_codes), "authorization_pending")
                 single = wrk.measure(port, poll_lines(single_codes), "authorization_pending", connections=1)
-            http("POST", f"{enedis}/_control", {"delay": 0})
+            http("POST", f"{enedis}/_control", {"delay": 0}, CONTROL)
             data_answers = ", ".join(f"{count} × {status}" for status, count in sorted(answers.items(), key=str))
 
         say("hello-world ceiling again")

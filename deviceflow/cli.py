@@ -35,12 +35,19 @@ SWITCH_INTERVAL = 0.0001
 PURGE_EVERY = 3600.0
 
 
-def serve_wsgi(app, host: str, port: int, threads: int) -> None:
-    """Serve a WSGI app on waitress the way deviceflow is served (bench/ serves its ceiling with it too)."""
-    import waitress
+def serve_wsgi(app, host: str, port: int, threads: int, connection_limit: int = 0,
+               request_timeout: float = 10.0) -> None:
+    """Serve a WSGI app on waitress the way deviceflow is served (bench/ serves its ceiling with it too),
+    guarded against slow clients (deviceflow.serving); `connection_limit` 0 sizes it to the machine."""
+    from deviceflow import serving
 
     sys.setswitchinterval(SWITCH_INTERVAL)
-    waitress.serve(app, host=host, port=port, threads=threads, **WAITRESS_OPTIONS)
+    limit = connection_limit or serving.default_connection_limit(threads)
+    log.info("connections: at most %d open (CONNECTION_LIMIT), each request received whole within %g s "
+             "(REQUEST_TIMEOUT)", limit, request_timeout)
+    server = serving.create_server(app, host, port, threads, WAITRESS_OPTIONS, limit, request_timeout)
+    server.print_listen("Serving on http://{}:{}")
+    server.run()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,10 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"deviceflow {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="serve the proxy with waitress")
-    serve.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
+    serve.add_argument("--host", help="address to listen on (default 0.0.0.0; 127.0.0.1 with --demo)")
     serve.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
     serve.add_argument("--demo", action="store_true",
-                       help="mount a simulated Enedis on the same port and point every endpoint at it")
+                       help="mount a simulated Enedis on the same port and point every endpoint at it; "
+                            "a sandbox: store in memory, .env and store settings not read")
     serve.add_argument("--options", metavar="PATH",
                        help="Home Assistant add-on options file (JSON) to read first; .env and the environment win")
 
@@ -114,6 +122,10 @@ def build_app(config: configuration.Config):
         # Real Enedis sends the person back to the URL registered on DataHub: the simulator plays that part.
         simulator = Simulator(f"{config.base_url}{configuration.DEMO_PREFIX}", client_id=config.client_id,
                               redirect_uri=config.redirect_uri)
+        # Printed once, for whoever drives the simulator's knobs (the demo's own operator, tests).
+        print(f"deviceflow demo: simulator control token {simulator.control_token} "
+              f"(POST {configuration.DEMO_PREFIX}/_control with Authorization: Bearer <token>)",
+              file=sys.stderr, flush=True)
     return make_app(config, store, upstream=enedis, simulator=simulator, metrics=metrics)
 
 
@@ -145,11 +157,14 @@ def serve(args) -> int:
     logging.getLogger().setLevel(config.log_level)
     app = build_app(config)
     purge_hourly(app.web.store)
-    log.info("deviceflow %s on http://%s:%d (public URL %s, store %s%s)", __version__, args.host, args.port,
-             config.base_url, config.db_type, ", DEMO: simulated Enedis" if config.demo else "")
+    # A demo answers this machine only, unless told otherwise.
+    host = args.host or ("127.0.0.1" if config.demo else "0.0.0.0")
+    log.info("deviceflow %s on http://%s:%d (public URL %s, store %s%s)", __version__, host, args.port,
+             config.base_url, "in memory" if config.demo else config.db_type,
+             ", DEMO: simulated Enedis" if config.demo else "")
     for warning in configuration.startup_warnings(config):
         log.warning("%s", warning)
-    serve_wsgi(app, args.host, args.port, config.threads)
+    serve_wsgi(app, host, args.port, config.threads, config.connection_limit, config.request_timeout)
     return 0
 
 

@@ -28,6 +28,11 @@ DEFAULT_DATA_ENDPOINT = "https://gw.ext.prod.api.enedis.fr"
 DEMO_CLIENT_ID = "deviceflow-demo"
 # Where `--demo` mounts the simulated Enedis on the proxy's own port.
 DEMO_PREFIX = "/enedis"
+# A demo is a sandbox: its store lives in memory and dies with it. Started in a
+# production folder, it must neither write to the real store nor mint tokens
+# the real server accepts, nor share its server key or cached Enedis token.
+DEMO_STORE = ":memory:"
+STORE_NAMES = ("DB_TYPE", "SQLITE_PATH", "MONGODB_URI", "DB_ADDRESS", "DB_PORT", "DB_USER", "DB_PASSWORD", "DB_NAME")
 
 ACCESS_TOKEN_LIFETIME = 12600
 LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
@@ -43,7 +48,7 @@ KNOWN_NAMES = frozenset({
     "UPSTREAM_READ_TIMEOUT", "VERSION_MIN", "DB_TYPE", "SQLITE_PATH",
     "MONGODB_URI", "DB_ADDRESS", "DB_PORT", "DB_USER", "DB_PASSWORD", "DB_NAME",
     "TRUSTED_PROXIES", "THREADS", "LOG_LEVEL", "OPERATOR_NAME", "OPERATOR_CONTACT",
-    "METRICS", "METRICS_TOKEN",
+    "METRICS", "METRICS_TOKEN", "CONNECTION_LIMIT", "REQUEST_TIMEOUT",
 })
 
 
@@ -80,6 +85,8 @@ class Config:
     mongodb_db: str = "deviceflow"
     trusted_proxies: tuple = ()
     threads: int = 32
+    connection_limit: int = 0  # 0: sized to the process's file descriptors when serving
+    request_timeout: float = 10.0
     log_level: str = "INFO"
     operator_name: str = ""
     operator_contact: str = ""
@@ -135,13 +142,16 @@ def load(environ: dict | None = None, dotenv_path: str | os.PathLike | None = ".
     """Build the configuration: add-on options first, then `.env`, the environment winning.
 
     `demo` points every Enedis endpoint at the built-in simulator mounted on this
-    server; `port` (the one served) fixes the default BASE_URL in that case.
+    server, with a store in memory: the store settings and `.env` (a production
+    folder's) are not read; `port` (the one served) fixes the default BASE_URL in that case.
     `options_path` names a Home Assistant add-on options file (see `read_options`).
     """
     env: dict[str, str] = read_options(options_path) if options_path else {}
     from_options = set(env)
     dotenv: dict[str, str] = {}
-    if dotenv_path and Path(dotenv_path).is_file():
+    if demo and dotenv_path and Path(dotenv_path).is_file():
+        log.info("demo: %s is not read (a demo keeps to itself)", dotenv_path)
+    elif dotenv_path and Path(dotenv_path).is_file():
         dotenv = {k: v or "" for k, v in dotenv_values(dotenv_path).items()}
     ignored = sorted(k for k in dotenv if k not in KNOWN_NAMES)
     for layer in (dotenv, os.environ if environ is None else environ):
@@ -149,6 +159,13 @@ def load(environ: dict | None = None, dotenv_path: str | os.PathLike | None = ".
         from_options -= set(layer)
     if ignored:
         log.info("ignoring settings this server does not use: %s", ", ".join(ignored))
+    if demo:
+        dropped = [name for name in STORE_NAMES if name in env and name not in from_options]
+        for name in STORE_NAMES:
+            env.pop(name, None)
+        log.info("demo: store in memory, forgotten when the demo stops%s",
+                 f" ({', '.join(dropped)} not used)" if dropped else "")
+        env["SQLITE_PATH"] = DEMO_STORE
     try:
         return _parse(env, demo=demo, port=port)
     except ConfigError as error:
@@ -345,6 +362,8 @@ def _parse(env: dict, demo: bool, port: int | None) -> Config:
         mongodb_db=mongodb_db,
         trusted_proxies=_networks(env, "TRUSTED_PROXIES"),
         threads=_int(env, "THREADS", 32, 1, 1024),
+        connection_limit=_int(env, "CONNECTION_LIMIT", 0, 10, 1_000_000),
+        request_timeout=_float(env, "REQUEST_TIMEOUT", 10.0, 1, 300),
         log_level=_choice(env, "LOG_LEVEL", "INFO", LOG_LEVELS, upper=True),
         operator_name=_get(env, "OPERATOR_NAME"),
         operator_contact=_get(env, "OPERATOR_CONTACT"),

@@ -7,7 +7,10 @@ code and is sent to Enedis (`begin`), Enedis sends the person back
 mints its own tokens, bound to the consented usage points; they are minted at
 delivery so that no clear token is ever stored, and stored by digest only. In
 FLOW=DEVICE, upstream's token response waits for the poll sealed to a key
-only the device_code opens (deviceflow.sealing).
+only the device_code opens (deviceflow.sealing). A client_secret the device
+lends (no CLIENT_SECRET configured) is sealed the same way, so the server
+cannot use it until the device polls: the code exchange then happens at that
+poll, the authorization code having waited sealed too.
 """
 
 from __future__ import annotations
@@ -62,6 +65,10 @@ IPV6_NETWORK, IPV6_SITE = 64, 56
 # with live codes, raising the odds of a guess).
 DEVICE_CODES_PER_ADDRESS = 30
 DEVICE_CODES_WINDOW = 10 * 60
+
+# A lent client_secret outlives the code by this much (seconds), so that a device
+# polling at its interval (at most 60 s) still exchanges a code approved at the last moment.
+LENT_SECRET_GRACE = 120
 
 # Seconds the person is told to wait before reloading when Enedis has not registered a v2 share yet.
 NO_USAGE_POINTS_RETRY = 5
@@ -280,12 +287,15 @@ class DeviceFlow:
             "application": application_name(user_agent),
             "code_expires": self.clock() + lifetime,
         }
-        if client_secret and not self.config.client_secret:
-            # FLOW=DEVICE without a configured secret: the device lends its own.
-            record["client_secret"] = client_secret
         if self.config.device_mode:
             # Upstream's tokens will be sealed to it: the store never holds a key that opens them.
             record["public_key"] = sealing.public_key_for(device_code)
+            if client_secret and not self.config.client_secret:
+                # No configured secret: the device lends its own, sealed in a record of its own that
+                # expires with the code (the flow's is remembered a day longer).
+                record["lent"] = True
+                sealed = sealing.seal_to(record["public_key"], client_secret.encode(), _aad("lent", device_key))
+                self.store.put("lent", device_key, {"sealed": sealed}, lifetime + LENT_SECRET_GRACE)
         self.store.put("flow", device_key, record, lifetime + EXPIRED_MEMORY)
         base = self.config.base_url
         return {
@@ -500,6 +510,14 @@ class DeviceFlow:
         if self.passthrough is None or not params.get("code"):
             self._settle(device_key, {"status": DENIED, **forget})
             raise PageError("bad_request")
+        if flow.get("lent") and flow.get("public_key"):
+            # Only the device code opens the lent secret: the exchange waits for the device's next poll,
+            # the code sealed the same way (the success page cannot tell whether upstream will take it).
+            grant = {"code": params["code"], "client_id": record.get("client_id", ""),
+                     "verifier": record.get("verifier"),
+                     "extra": {k: v for k, v in params.items() if k not in RESERVED_TOKEN_FIELDS}}
+            return {"sealed_code": sealing.seal_to(flow["public_key"], json.dumps(grant).encode(),
+                                                   _aad("code", device_key))}
         secret = self.config.client_secret or flow.get("client_secret", "")
         try:
             response = self.passthrough.exchange_code(params["code"], record.get("client_id", ""), secret,
@@ -517,6 +535,8 @@ class DeviceFlow:
         before = self.store.update_if("flow", device_key, {"status": PENDING}, changes)
         if before is None:
             raise PageError("unknown_code")
+        if before.get("lent") and not changes.get("sealed_code"):
+            self.store.delete("lent", device_key)  # refused, failed or minted by the proxy: the secret's use is over
         return {**before, **changes}
 
     # --- step 4: the device polls
@@ -533,6 +553,8 @@ class DeviceFlow:
         interval = self.config.interval
         if status == PENDING:
             if flow["code_expires"] <= self.clock():
+                if flow.get("lent"):
+                    self.store.delete("lent", device_key)
                 raise ExpiredToken("the device code has expired, start again")
             polls = self.store.incr("poll", device_key, 60)
             if polls > self.config.limit_requests_per_minute:
@@ -544,8 +566,10 @@ class DeviceFlow:
             # One poller wins the compare-and-set; the clear tokens exist only in its answer.
             before = self.store.update_if("flow", device_key, {"status": APPROVED},
                                           {"status": DELIVERED, "upstream": None, "usage_points": None,
-                                           "sealed": None})
+                                           "sealed": None, "sealed_code": None})
             if before is not None:
+                if before.get("sealed_code"):
+                    return self._exchange_lent(device_code, device_key, before)
                 log.info("tokens delivered for a device flow")
                 if before.get("sealed"):
                     return _unseal(device_code, before["sealed"], device_key)
@@ -553,6 +577,31 @@ class DeviceFlow:
                     return {**before.get("extra", {}), **before["upstream"]}
                 return self.mint(before["usage_points"], client_id, before.get("scope", ""))
         raise InvalidGrant("the device code was already used")
+
+    def _exchange_lent(self, device_code: str, device_key: str, flow: dict) -> dict:
+        """The code exchange of a flow whose device lent its secret, at the poll that won the delivery:
+        the device code opens the secret and the code; both are erased whatever upstream answers."""
+        lent = self.store.take("lent", device_key)
+        try:
+            grant = json.loads(sealing.open_with(device_code, flow["sealed_code"], _aad("code", device_key)))
+            secret = sealing.open_with(device_code, lent["sealed"], _aad("lent", device_key)).decode() if lent else ""
+        except sealing.CannotOpen:
+            log.warning("a sealed authorization code or lent secret did not open: the device is told to start again")
+            secret, grant = "", None
+        if not secret or grant is None:  # the lent secret expired (no poll for minutes) or was altered
+            self._deny_delivered(device_key)
+            raise ExpiredToken("the authorization could not be completed in time, start again")
+        try:
+            response = self.passthrough.exchange_code(grant["code"], grant["client_id"], secret, grant["verifier"])
+        except UpstreamError:
+            self._deny_delivered(device_key)
+            raise AccessDenied("upstream refused the authorization code, start again") from None
+        log.info("tokens delivered for a device flow")
+        return {**{k: v for k, v in grant["extra"].items() if k not in response}, **response}
+
+    def _deny_delivered(self, device_key: str) -> None:
+        # The device then hears access_denied again, not invalid_grant (on which DomoticzLinky disables itself).
+        self.store.update_if("flow", device_key, {"status": DELIVERED}, {"status": DENIED})
 
     # --- tokens minted by the proxy
 
@@ -655,6 +704,11 @@ def _chain_record(usage_points: list[str]) -> dict:
 
 def _refresh_record(common: dict, parent: str | None, expires: float) -> dict:
     return {**common, "parent": parent, "successor": None, "retired": False, "expires": expires}
+
+
+def _aad(purpose: str, device_key: str) -> bytes:
+    """What a sealed value of a flow is bound to: its purpose and the flow, so that none stands in for another."""
+    return f"{purpose}|{device_key}".encode()
 
 
 def _unseal(device_code: str, sealed: str, device_key: str) -> dict:

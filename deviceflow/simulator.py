@@ -5,7 +5,7 @@ its own tokens, codes and consents.  Mount it on the main app with
 ``main_app.mount("/enedis/", Simulator(base + "/enedis").app)``; the routes
 below are relative to that mount point.
 
-What it imitates (see /work/shared/enedis for the reference data):
+What it imitates (after Enedis's published Swagger files and captured answers):
 
 * the consent pages, v1 (``code`` + ``usage_point_id``) and v2 (Data Connect
   2026: ``autorisation_id`` only, exchanged via ``/subscribed_services/v1``);
@@ -24,7 +24,10 @@ What it imitates (see /work/shared/enedis for the reference data):
 Test knobs (attributes, also settable with ``POST /_control``): ``delay``,
 ``v5_enabled``, ``fail``, ``subscribed_delay_calls``, ``token_lifetime``,
 ``comptage_subscribed``, ``v2_reshare_fails``; ``calls`` counts requests per
-endpoint name and is readable with ``GET /_stats``.
+endpoint name and is readable with ``GET /_stats``. ``POST /_control`` needs
+``Authorization: Bearer <control_token>`` (made per simulator; ``serve --demo``
+prints it at start-up), and every knob is bounded: whoever reaches a demo server
+must not be able to freeze it with a delay or fill its memory with failures.
 
 Simplifications, on purpose: every day has 48 half-hour points (no 46/50
 point days at DST changes); meters are single-phase; any syntactically valid
@@ -41,6 +44,7 @@ import dataclasses
 import datetime as dt
 import functools
 import hashlib
+import hmac
 import html
 import json
 import logging
@@ -71,6 +75,15 @@ DURATION_RE = re.compile(r"^P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)D)?$")
 MAX_STATE_LENGTH = 100  # per the v1 authorize swagger
 CODE_LIFETIME = 300  # authorization codes (v1 consent)
 REFRESH_LIFETIME = 3 * 366 * 86400
+# Bounds of the test knobs (POST /_control): a delay holds a thread per data
+# call, and failures are kept in memory until used or reset.
+CONTROL_MAX_BODY = 64 * 1024
+MAX_DELAY = 60.0
+MAX_FAILURES = 100
+MAX_FAILURE_TIMES = 10_000
+MAX_FAILURE_TEXT = 16 * 1024  # `match` and `body`, as JSON text
+FAILURE_FIELDS = frozenset({"match", "status", "times", "body", "next_access_time"})
+MAX_SUBSCRIBED_DELAY_CALLS = 100
 
 
 # ---------------------------------------------------------------------------
@@ -468,6 +481,19 @@ HIDDEN_FIELDS = ("client_id", "response_type", "state", "duration", "redirect_ur
                  "scope", "code_challenge", "code_challenge_method")
 
 
+def _check_failure(entry) -> None:
+    """One `fail` entry of POST /_control, within its bounds; else ValueError."""
+    if not (isinstance(entry, dict) and set(entry) <= FAILURE_FIELDS
+            and isinstance(entry.get("match", ""), str)
+            and 100 <= int(entry.get("status", 500)) <= 599
+            and 1 <= int(entry.get("times", 1)) <= MAX_FAILURE_TIMES
+            and isinstance(entry.get("next_access_time") or "", str)):
+        raise ValueError(f"bad fail entry (fields {', '.join(sorted(FAILURE_FIELDS))}; "
+                         f"times 1-{MAX_FAILURE_TIMES})")
+    if len(json.dumps(entry)) > MAX_FAILURE_TEXT:
+        raise ValueError(f"a fail entry is at most {MAX_FAILURE_TEXT} bytes")
+
+
 def _page(status: int, title: str, content: str) -> bottle.HTTPResponse:
     body = PAGE.format(title=html.escape(title), content=content).encode("utf-8")
     return bottle.HTTPResponse(body=body, status=status, headers={
@@ -528,8 +554,10 @@ class Simulator:
 
     def __init__(self, public_base: str, client_id: str = "deviceflow-demo",
                  clock=time.time, *, client_secret: str | None = None,
-                 redirect_uri: str | None = None):
+                 redirect_uri: str | None = None, control_token: str | None = None):
         self.public_base = public_base.rstrip("/")
+        # Needed by POST /_control: printed by `serve --demo`, read from here by in-process tests.
+        self.control_token = control_token or secrets.token_urlsafe(32)
         self.client_id = client_id
         self.client_secret = client_secret
         self.registered_redirect_uri = redirect_uri
@@ -586,7 +614,9 @@ class Simulator:
         def endpoint(**kwargs):
             with self._lock:
                 self.calls[name] += 1
-            if data and self.delay > 0:
+            # Only a caller with a live token waits: unauthenticated calls are
+            # refused at once, so they cannot pile up sleeping threads.
+            if data and self.delay > 0 and self._holds_token():
                 time.sleep(self.delay)
             failure = self._take_failure()
             if failure is not None:
@@ -661,6 +691,12 @@ class Simulator:
         return _gateway_error(401, "900901", "Invalid Credentials",
                               "Invalid Credentials. Make sure you have provided the correct "
                               "security credentials", headers)
+
+    def _holds_token(self) -> bool:
+        scheme, _, token = (bottle.request.get_header("Authorization") or "").partition(" ")
+        with self._lock:
+            info = self._tokens.get(token.strip()) if scheme.lower() == "bearer" else None
+        return info is not None and info["expires"] > self.clock()
 
     def _bearer(self, allow_v1: bool):
         """(token info, None) or (None, 401 response)."""
@@ -1203,19 +1239,31 @@ class Simulator:
                     "comptage_subscribed": self.comptage_subscribed,
                     "v2_reshare_fails": self.v2_reshare_fails}
 
+    def _control_allowed(self) -> bool:
+        scheme, _, token = (bottle.request.get_header("Authorization") or "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(),
+                                                                   self.control_token.encode())
+
     def control(self):
         """Set knobs: {"reset", "delay", "v5_enabled", "fail", ...}; answers the state."""
+        # The token first: nothing of an unauthenticated request is read, nothing changes.
+        if not self._control_allowed():
+            return _json(401, {"error": "invalid_token",
+                               "error_description": "POST /_control needs Authorization: Bearer <control token>"},
+                         {"WWW-Authenticate": 'Bearer realm="Enedis simulator control"'})
+        if (bottle.request.content_length or 0) > CONTROL_MAX_BODY:
+            return _json(413, {"error": "invalid_request",
+                               "error_description": f"at most {CONTROL_MAX_BODY} bytes"})
         try:
-            changes = json.loads(bottle.request.body.read() or b"{}")
+            changes = json.loads(bottle.request.body.read(CONTROL_MAX_BODY) or b"{}")
             if not isinstance(changes, dict):
                 raise ValueError("a JSON object is expected")
             failures = changes.get("fail", [])
             failures = [failures] if isinstance(failures, dict) else failures
+            if not isinstance(failures, list):
+                raise ValueError("fail must be an object or a list")
             for entry in failures:
-                if not (isinstance(entry, dict) and isinstance(entry.get("match", ""), str)
-                        and 100 <= int(entry.get("status", 500)) <= 599
-                        and int(entry.get("times", 1)) >= 1):
-                    raise ValueError("bad fail entry")
+                _check_failure(entry)
             for name, kind in (("v5_enabled", bool), ("comptage_subscribed", bool),
                                ("v2_reshare_fails", bool), ("reset", bool),
                                ("revoke_tokens", bool)):
@@ -1225,13 +1273,18 @@ class Simulator:
             subscribed_delay_calls = int(changes.get("subscribed_delay_calls",
                                                      self.subscribed_delay_calls))
             token_lifetime = int(changes.get("token_lifetime", self.token_lifetime))
-            if not 0 <= delay <= 300 or subscribed_delay_calls < 0 or token_lifetime < 1:
-                raise ValueError("out of range")
-        except (ValueError, TypeError) as exc:
-            return _json(400, {"error": "invalid_request", "error_description": str(exc)})
+            if not (0 <= delay <= MAX_DELAY and 0 <= subscribed_delay_calls <= MAX_SUBSCRIBED_DELAY_CALLS
+                    and 1 <= token_lifetime <= REFRESH_LIFETIME):
+                raise ValueError(f"out of range (delay 0-{MAX_DELAY:g} s, subscribed_delay_calls "
+                                 f"0-{MAX_SUBSCRIBED_DELAY_CALLS}, token_lifetime 1-{REFRESH_LIFETIME} s)")
+        except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+            return _json(400, {"error": "invalid_request", "error_description": str(exc)[:200]})
         if changes.get("reset"):
             self.reset()
         with self._lock:
+            if len(self.fail) + len(failures) > MAX_FAILURES:
+                return _json(400, {"error": "invalid_request",
+                                   "error_description": f"at most {MAX_FAILURES} failures pending"})
             if changes.get("revoke_tokens"):  # Enedis forgetting its tokens
                 self._tokens.clear()
             self.delay = delay if "delay" in changes else self.delay
@@ -1253,7 +1306,7 @@ class Simulator:
         with self._lock:
             self.delay = 0.0
             self.v5_enabled = True
-            self.fail.clear()
+            self.fail = []
             self.subscribed_delay_calls = 0
             self.token_lifetime = 12600
             self.comptage_subscribed = True

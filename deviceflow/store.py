@@ -109,7 +109,11 @@ class SQLiteStore(Store):
     # every committed transaction through a process crash (SIGKILL): only a
     # power cut may lose the last ones, which for this data means a device
     # polls or refreshes once more.
-    PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA temp_store=MEMORY")
+    # secure_delete: a deleted or overwritten record's bytes are zeroed in its page. In WAL mode the
+    # zeroed page is a new WAL frame, and reaches the database file at the next checkpoint; older
+    # frames keep the former content until the WAL is reset and overwritten, or truncated (`purge`).
+    PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA temp_store=MEMORY",
+               "PRAGMA secure_delete=ON")
 
     def __init__(self, path: str, clock=time.time, busy_timeout: float = 5.0):
         self.clock = clock
@@ -275,7 +279,20 @@ class SQLiteStore(Store):
                                    " WHERE expires_at <= ? LIMIT ?) RETURNING 1", (now, batch)))
             purged += gone
             if gone < batch:
+                self._truncate_wal()
                 return purged
+
+    def _truncate_wal(self) -> None:
+        """Copy the WAL into the database file and empty it, so that deleted records leave no old frame
+        behind; skipped when readers would make it wait (the next purge tries again)."""
+        with self._writing, self._errors(shared=True):
+            if self._writer is None:
+                self._writer = self._connect()
+            self._writer.execute("PRAGMA busy_timeout = 100")
+            try:
+                self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            finally:
+                self._writer.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
 
     def ping(self):
         self._read("SELECT 1")

@@ -6,6 +6,7 @@ from webtest import TestApp
 from deviceflow import config as configuration
 from deviceflow.store import MongoStore, SQLiteStore
 from deviceflow.web import make_app
+from helpers import CONTROL_TOKENS
 
 # Most tests drive the pre-2026 return (`code` + `usage_point_id` in the URL), which needs no Enedis
 # look-up; the v2 return and the default are tested on their own (test_consent_v2, test_config).
@@ -105,8 +106,11 @@ def processes():
 @pytest.fixture
 def live_server(tmp_path_factory, processes):
     """Start `deviceflow serve --demo` on 127.0.0.1 in a subprocess; a factory
-    taking extra environment, returning the base URL. Stopped at teardown."""
+    taking extra environment, returning the base URL. Stopped at teardown.
+    `demo=False` serves the configured proxy instead (with SQLITE_PATH);
+    `live_server.control_tokens[base]` is the simulator's control token a demo printed."""
     import os
+    import re
     import socket
     import subprocess
     import sys
@@ -116,16 +120,19 @@ def live_server(tmp_path_factory, processes):
 
     started = processes
 
-    def start(sqlite_path=None, port=None, **env):
-        workdir = tmp_path_factory.mktemp("live")  # no stray .env is picked up
+    def start(sqlite_path=None, port=None, demo=True, workdir=None, **env):
+        workdir = workdir or tmp_path_factory.mktemp("live")  # no stray .env is picked up
         if port is None:
             with socket.socket() as probe:
                 probe.bind(("127.0.0.1", 0))
                 port = probe.getsockname()[1]
         child_env = {k: v for k, v in os.environ.items() if k not in configuration.KNOWN_NAMES}
-        child_env.update({"SQLITE_PATH": str(sqlite_path or workdir / "store.sqlite3"),
-                          "BASE_URL": f"http://127.0.0.1:{port}", "ENEDIS_AUTHORIZE_VERSION": "v1", **env})
-        process = subprocess.Popen([sys.executable, "-m", "deviceflow", "serve", "--demo", "--host", "127.0.0.1",
+        if not demo or sqlite_path:
+            child_env["SQLITE_PATH"] = str(sqlite_path or workdir / "store.sqlite3")
+        child_env.update({"BASE_URL": f"http://127.0.0.1:{port}", "ENEDIS_AUTHORIZE_VERSION": "v1", **env})
+        child_env = {k: v for k, v in child_env.items() if v is not None}
+        demo_flag = ["--demo"] if demo else []
+        process = subprocess.Popen([sys.executable, "-m", "deviceflow", "serve", *demo_flag, "--host", "127.0.0.1",
                                     "--port", str(port)], cwd=workdir, env=child_env,
                                    stdout=subprocess.DEVNULL, stderr=open(workdir / "server.log", "wb"))
         process.log = workdir / "server.log"  # for tests that read what the server logged
@@ -135,6 +142,9 @@ def live_server(tmp_path_factory, processes):
         while _time.monotonic() < deadline:
             try:
                 if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    found = re.search(r"simulator control token (\S+)", (workdir / "server.log").read_text())
+                    if found:
+                        start.control_tokens[base] = found.group(1)
                     return base
             except requests.RequestException:
                 pass
@@ -143,5 +153,19 @@ def live_server(tmp_path_factory, processes):
             _time.sleep(0.1)
         raise RuntimeError(f"server did not start: {(workdir / 'server.log').read_text()[-2000:]}")
 
+    def proxy(sqlite_path, **env):
+        """The proxy itself (not a demo, which keeps no store) on `sqlite_path`, with
+        Enedis played by the simulator of one demo server started for the test."""
+        if not hasattr(start, "enedis"):
+            start.enedis = start() + "/enedis"
+        enedis = start.enedis
+        return start(sqlite_path=sqlite_path, demo=False, **{
+            "CLIENT_ID": configuration.DEMO_CLIENT_ID, "CLIENT_SECRET": "live-test-secret",
+            "AUTHORIZATION_ENDPOINT": f"{enedis}/dataconnect/v1/oauth2/authorize",
+            "TOKEN_ENDPOINT": f"{enedis}/v1/oauth2/token", "TOKEN_ENDPOINT_V3": f"{enedis}/oauth2/v3/token",
+            "DATA_ENDPOINT": enedis, **env})
+
     start.processes = started
+    start.control_tokens = CONTROL_TOKENS
+    start.proxy = proxy
     return start

@@ -7,6 +7,14 @@ from urllib.parse import parse_qs, urlsplit
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 PRM1, PRM2 = "11111111111111", "22222222222222"
+# The control token of the simulator each live demo server printed at start-up, by base URL
+# (filled in by conftest's live_server).
+CONTROL_TOKENS: dict[str, str] = {}
+
+
+def control_headers(base):
+    """What POST /enedis/_control of the live demo server at `base` needs."""
+    return {"Authorization": f"Bearer {CONTROL_TOKENS[base]}"}
 
 
 def at_once(calls, timeout=60):

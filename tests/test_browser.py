@@ -17,7 +17,7 @@ import time
 import pytest
 import requests
 
-from helpers import DEVICE_GRANT
+from helpers import DEVICE_GRANT, control_headers
 from test_e2e import PRM, device_post
 
 CHROMIUM = "/usr/bin/chromium"
@@ -310,7 +310,7 @@ def test_refusing_at_enedis_says_what_to_do_next(live_server, chromium):
 
 def test_enedis_unavailable_says_what_to_do_next(live_server, chromium):
     base = live_server(ENEDIS_AUTHORIZE_VERSION="v2")
-    knobs = requests.post(f"{base}/enedis/_control", timeout=10,
+    knobs = requests.post(f"{base}/enedis/_control", timeout=10, headers=control_headers(base),
                           json={"fail": {"match": "/subscribed_services", "status": 503, "times": 1000}})
     assert knobs.status_code == 200
     code = device_code(base)
@@ -322,7 +322,7 @@ def test_enedis_unavailable_says_what_to_do_next(live_server, chromium):
     assert phone.text("h1") == "Enedis ne répond pas"
     assert "rechargez cette page" in phone.text("#next")
     # Nothing was spent: once Enedis answers again, reloading the page completes the authorization
-    requests.post(f"{base}/enedis/_control", json={"reset": True}, timeout=10)
+    requests.post(f"{base}/enedis/_control", json={"reset": True}, headers=control_headers(base), timeout=10)
     phone.driver.refresh()
     assert phone.find("#done").text == "C'est fait !" and PRM in phone.text("#usage-points")
 

@@ -41,6 +41,7 @@ def test_client_id_is_required_except_in_demo():
     ("FLOW", "IMPLICIT"), ("DURATION", "3 years"), ("VERSION_MIN", "two"), ("DB_TYPE", "postgres"),
     ("TRUSTED_PROXIES", "10.0.0.0/33"), ("THREADS", "many"), ("LOG_LEVEL", "LOUD"),
     ("UPSTREAM_READ_TIMEOUT", "nan"), ("DATA_ENDPOINT", "ftp://x"), ("MONGODB_URI", "postgres://x"),
+    ("CONNECTION_LIMIT", "5"), ("CONNECTION_LIMIT", "lots"), ("REQUEST_TIMEOUT", "0"), ("REQUEST_TIMEOUT", "nan"),
 ])
 def test_a_malformed_value_names_its_variable(name, value):
     with pytest.raises(ConfigError) as error:

@@ -11,7 +11,7 @@ import responses
 from deviceflow.enedis import EnedisClient
 from deviceflow.flow import (GUESSES_CEILING, GUESSES_GLOBAL, GUESSES_PER_ADDRESS, RETURNS_PER_ADDRESS,
                              RETURNS_PER_ADDRESS_WINDOW, RETURNS_PER_STATE)
-from helpers import PRM1, PRM2, confirm, get_code, poll
+from helpers import PRM1, PRM2, confirm, control_headers, get_code, poll
 from test_consent_v2 import AUTORISATION_ID, SUBSCRIBED_URL, TOKEN_URL, searches, services, subscribed
 
 OTHER_ID = "518300042"  # another person's consent, learnt from a shared link or guessed
@@ -303,7 +303,8 @@ def test_a_flood_of_v2_returns_on_a_live_server_leaves_polls_fast(live_server):
     state = sent.headers["Location"].split("state=", 1)[1].split("&", 1)[0]
     # Every Enedis data and consent API now takes half a second; the id was never shared, so each
     # look-up finds nothing and is asked again (the slowest return the proxy knows).
-    assert requests.post(f"{base}/enedis/_control", json={"delay": 0.5}, timeout=10).status_code == 200
+    assert requests.post(f"{base}/enedis/_control", json={"delay": 0.5}, headers=control_headers(base),
+                         timeout=10).status_code == 200
     other = requests.post(f"{base}/device/code", data=device, timeout=10).json()
 
     pages, stop = [], threading.Event()

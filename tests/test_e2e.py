@@ -67,7 +67,7 @@ def test_refusing_at_enedis_tells_the_device(live_server):
 
 def test_refresh_token_survives_a_restart(live_server, tmp_path):
     store = tmp_path / "kept.sqlite3"
-    base = live_server(sqlite_path=store)
+    base = live_server.proxy(store)
     code = device_post(base, "/device/code").json()
     consent_in_browser(base, code["verification_uri_complete"])
     tokens = device_post(base, "/device/token", grant_type=DEVICE_GRANT, device_code=code["device_code"]).json()
@@ -75,15 +75,16 @@ def test_refresh_token_survives_a_restart(live_server, tmp_path):
     first.terminate()
     first.wait(10)
 
-    again = live_server(sqlite_path=store)
+    again = live_server.proxy(store)
     renewed = device_post(again, "/device/token", grant_type="refresh_token", refresh_token=tokens["refresh_token"])
     assert renewed.status_code == 200 and renewed.json()["usage_points_id"] == PRM
 
 
 def test_pass_through_mode_relays_the_upstream_tokens(live_server):
-    """FLOW=DEVICE with PKCE: the simulated Enedis's v1 token endpoint issues the tokens, the proxy relays them."""
+    """FLOW=DEVICE with PKCE: the simulated Enedis's v1 token endpoint issues the tokens, the proxy relays them.
+    The device lends its client_secret (no CLIENT_SECRET here): the code is exchanged at its poll."""
     base = live_server(FLOW="DEVICE", PKCE="1")
-    code = device_post(base, "/device/code").json()
+    code = device_post(base, "/device/code", client_secret="lent-by-the-device").json()
     consent_in_browser(base, code["verification_uri_complete"])
     # The simulator checked the PKCE verifier against the challenge before issuing these.
     tokens = device_post(base, "/device/token", grant_type=DEVICE_GRANT, device_code=code["device_code"]).json()

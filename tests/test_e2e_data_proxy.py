@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo
 
 import requests
 
-from helpers import DEVICE_GRANT
+from helpers import DEVICE_GRANT, control_headers
 from test_e2e import PRM, consent_in_browser, device_post
 
 LOAD_CURVE = "metering_data_clc/v5/consumption_load_curve"
@@ -33,7 +33,7 @@ def fetch(base, token, usage_point=PRM, path=LOAD_CURVE):
 
 
 def simulator(base, **knobs):
-    return requests.post(f"{base}/enedis/_control", json=knobs, timeout=10).json()
+    return requests.post(f"{base}/enedis/_control", json=knobs, headers=control_headers(base), timeout=10).json()
 
 
 def test_device_fetches_a_week_of_load_curve_and_not_another_meter(live_server):

@@ -92,8 +92,9 @@ def test_a_store_unusable_at_start_is_one_line_and_exit_1(tmp_path, where):
     blocker.mkdir() if where == "a directory" else blocker.write_text("")
     path = blocker if where == "a directory" else blocker / "store.sqlite3"
     env = {k: v for k, v in os.environ.items() if k not in KNOWN_NAMES}
-    started = subprocess.run([sys.executable, "-m", "deviceflow", "serve", "--demo", "--port", "1"], cwd=tmp_path,
-                             env={**env, "SQLITE_PATH": str(path)}, capture_output=True, text=True, timeout=30)
+    started = subprocess.run([sys.executable, "-m", "deviceflow", "serve", "--port", "1"], cwd=tmp_path,
+                             env={**env, "CLIENT_ID": "x", "SQLITE_PATH": str(path)}, capture_output=True, text=True,
+                             timeout=30)
     assert started.returncode == 1 and "Traceback" not in started.stderr
     assert started.stderr.strip().splitlines()[-1].startswith(f"deviceflow: the sqlite store at {path} is not "
                                                                "available (")
@@ -261,7 +262,7 @@ def test_sigkill_during_traffic_loses_no_delivered_token(live_server, tmp_path):
     """Tokens delivered before the kill - and those delivered by refreshes still
     running when it came - all work after a restart on the same SQLite file."""
     store = tmp_path / "killed.sqlite3"
-    base = live_server(sqlite_path=store)
+    base = live_server.proxy(store)
     chains = [device_tokens(base)["refresh_token"] for _ in range(8)]
     approved = []
     for _ in range(4):  # consented, not yet collected: the traffic collects them
@@ -312,7 +313,7 @@ def test_sigkill_during_traffic_loses_no_delivered_token(live_server, tmp_path):
     rotations = sum(1 for old, new in zip(chains, latest) if old != new)
     assert rotations == len(chains) and len(collected) == len(approved)  # the kill did land mid-traffic
 
-    again = live_server(sqlite_path=store)
+    again = live_server.proxy(store)
     for token in latest + list(collected.values()):
         renewed = device_post(again, "/device/token", grant_type="refresh_token", refresh_token=token)
         assert renewed.status_code == 200, renewed.text

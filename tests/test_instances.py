@@ -22,13 +22,13 @@ RACERS = 30
 def two_instances(live_server, tmp_path):
     """Two server processes on one SQLite file, and the codes a device asked of the first."""
     store = tmp_path / "shared.sqlite3"
-    a, b = live_server(sqlite_path=store), live_server(sqlite_path=store)
+    a, b = live_server.proxy(store), live_server.proxy(store)
     return a, b, device_post(a, "/device/code").json()
 
 
 def test_two_processes_on_one_sqlite_file_deliver_once(two_instances):
     a, b, code = two_instances
-    # The person opens the link on instance B (same store, its own simulated Enedis).
+    # The person opens the link on instance B (same store; one simulated Enedis for both).
     browser = Browser()
     browser.open(f"{b}/device?code={code['user_code']}")
     browser.submit()
@@ -57,7 +57,7 @@ def test_a_confirmation_form_from_one_instance_is_accepted_by_the_other(two_inst
     browser.open(f"{a}/device?code={code['user_code']}")
     form = {field["name"]: field.get("value", "") for field in browser.forms()[0]["fields"] if field.get("name")}
     answer = browser.session.post(f"{b}/device", data=form, allow_redirects=False, timeout=10)
-    assert answer.status_code == 302 and f"{b}/enedis/" in answer.headers["Location"]
+    assert answer.status_code == 302 and "/enedis/dataconnect/" in answer.headers["Location"]
 
 
 def mongo_instances(client, config, clock):

@@ -147,10 +147,12 @@ def test_client_secret_sources(make_web, device_config, upstream, configured, fr
     app = make_web(device_config(CLIENT_SECRET=configured))
     code = get_code(app, **({"client_secret": from_device} if from_device else {}))
     back_from_upstream(app, confirm(app, code["user_code"]))
+    tokens = poll(app, code["device_code"]).json  # a lent secret is used at this poll, the others before
     assert sent_form(upstream.calls[0]).get("client_secret") == expected
     # Once used, the device's secret is no longer kept in the store.
     assert app.app.web.store.get("flow", digest(code["device_code"])).get("client_secret") is None
-    assert poll(app, code["device_code"]).json["access_token"] == "up-access"
+    assert app.app.web.store.get("lent", digest(code["device_code"])) is None
+    assert tokens["access_token"] == "up-access"
 
 
 def test_pkce_sends_the_verifier_matching_the_challenge(make_web, device_config, upstream):

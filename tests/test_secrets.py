@@ -178,7 +178,8 @@ def test_pass_through_flow_and_refresh_proxy_at_debug(make_config, sqlite_store,
         found.add(again["device_code"])
         query = confirm(app, again["user_code"])
         page = app.get("/auth/redirect", {"state": query["state"], "code": authorization_code}, expect_errors=True)
-        assert page.status_int == 502
+        assert page.status_int == 200  # a lent secret: the code is exchanged at the device's next poll
+        assert poll(app, again["device_code"]).json["error"] == "access_denied"
 
         form = {"grant_type": "refresh_token", "client_id": "test-client", "refresh_token": upstream["refresh"],
                 "client_secret": lent}

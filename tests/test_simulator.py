@@ -58,6 +58,15 @@ def bearer(tok):
     return {"Authorization": f"Bearer {tok}"}
 
 
+def knob_key(sim):
+    """The control token the simulator made at start (`serve --demo` prints it)."""
+    return bearer(sim.control_token)
+
+
+def control(app, sim, knobs, status=200):
+    return app.post_json("/_control", knobs, headers=knob_key(sim), status=status)
+
+
 def query_of(location):
     parts = urllib.parse.urlsplit(location)
     return parts._replace(query="").geturl(), dict(urllib.parse.parse_qsl(parts.query))
@@ -693,7 +702,7 @@ DAILY_PARAMS = {"usage_point_id": CONSUMER_PRM, "start": "2026-09-29", "end": "2
 
 
 def test_failure_injection_429_with_next_access_time(app, sim, token):
-    answer = app.post_json("/_control", {"fail": [
+    answer = control(app, sim, {"fail": [
         {"match": "/metering_data_dc", "status": 429, "times": 2,
          "next_access_time": "2026-10-04T12:01:00+02:00"}]})
     assert len(answer.json["fail"]) == 1
@@ -720,15 +729,61 @@ def test_failure_injection_with_a_body_and_on_tokens(app, sim):
     assert sim.calls["token_v3"] == 3
 
 
-def test_control_rejects_bad_input(app):
-    app.post_json("/_control", {"delay": "slow"}, status=400)
-    app.post_json("/_control", {"v5_enabled": "no"}, status=400)
-    app.post_json("/_control", {"fail": [{"match": "/x", "status": 42}]}, status=400)
-    app.post("/_control", "not json", content_type="application/json", status=400)
+def test_control_rejects_bad_input(app, sim):
+    control(app, sim, {"delay": "slow"}, status=400)
+    control(app, sim, {"v5_enabled": "no"}, status=400)
+    control(app, sim, {"fail": [{"match": "/x", "status": 42}]}, status=400)
+    app.post("/_control", "not json", content_type="application/json", status=400, headers=knob_key(sim))
+
+
+def test_control_without_its_token_is_refused_and_changes_nothing(app, sim):
+    """Anyone reaching a demo server could freeze it (a long delay) or fill its memory (fail lists)."""
+    for headers in ({}, bearer("guess"), bearer(sim.control_token[:-1]), {"Authorization": sim.control_token}):
+        started = time.monotonic()
+        refused = app.post_json("/_control", {"delay": 5}, headers=headers, status=401)
+        assert refused.json["error"] == "invalid_token"
+        assert time.monotonic() - started < 1
+    assert sim.delay == 0
+    assert len(sim.control_token) >= 32
+    assert Simulator("http://localhost").control_token != sim.control_token  # one per simulator
+
+
+def test_unauthenticated_data_calls_are_refused_before_any_delay(app, sim, token):
+    control(app, sim, {"delay": 2})
+    for headers in ({}, bearer("not-a-token")):
+        started = time.monotonic()
+        app.get(DAILY, DAILY_PARAMS, headers=headers, status=401)
+        assert time.monotonic() - started < 1  # refused at once: no thread held
+    started = time.monotonic()
+    data(app, DAILY, token, **DAILY_PARAMS)
+    assert time.monotonic() - started >= 2
+
+
+def test_control_knobs_are_bounded(app, sim):
+    megabyte = "x" * (1024 * 1024)
+    big = app.post("/_control", json.dumps({"fail": [{"match": megabyte, "status": 500}]}),
+                   content_type="application/json", headers=knob_key(sim), expect_errors=True)
+    assert big.status_int in (400, 413) and sim.fail == []
+    many = [{"match": "/", "status": 500}] * 200
+    control(app, sim, {"fail": many}, status=400)
+    for knobs in ({"delay": 301}, {"delay": 61}, {"delay": -1}, {"delay": float("nan")},
+                  {"subscribed_delay_calls": 10**9}, {"token_lifetime": 10**12},
+                  {"fail": {"match": "/", "status": 500, "times": 10**9}},
+                  {"fail": {"match": "/", "status": 500, "body": "y" * 20_000}},
+                  {"fail": {"match": "/", "status": 500, "extra": "z"}}):
+        control(app, sim, knobs, status=400)
+    assert sim.delay == 0 and sim.fail == [] and sim.subscribed_delay_calls == 0 and sim.token_lifetime == 12600
+    # Entries add up across posts, within the same bound, and a reset frees them.
+    for _ in range(2):
+        control(app, sim, {"fail": [{"match": "/", "status": 500}] * 50})
+    control(app, sim, {"fail": {"match": "/", "status": 500}}, status=400)
+    assert len(sim.fail) == 100
+    control(app, sim, {"reset": True})
+    assert sim.fail == []
 
 
 def test_delay_applies_to_data_calls_only(app, sim, token):
-    app.post_json("/_control", {"delay": 0.3})
+    control(app, sim, {"delay": 0.3})
     assert sim.delay == 0.3
     started = time.monotonic()
     app.post("/oauth2/v3/token", {"grant_type": "client_credentials", "client_id": CLIENT})
@@ -742,7 +797,7 @@ def test_delay_applies_to_data_calls_only(app, sim, token):
 
 
 def test_v5_can_be_switched_off(app, sim, token):
-    app.post_json("/_control", {"v5_enabled": False})
+    control(app, sim, {"v5_enabled": False})
     assert sim.v5_enabled is False
     off = data(app, DAILY, token, status=404, **DAILY_PARAMS).json
     assert off["code"] == "900906"
@@ -763,18 +818,18 @@ def test_stats_and_reset(app, sim, token):
     assert stats["calls"]["daily_consumption"] == 1
     assert stats["calls"]["not_found"] == 1
     assert stats["v5_enabled"] is True and stats["delay"] == 0
-    app.post_json("/_control", {"delay": 1, "v5_enabled": False, "subscribed_delay_calls": 3,
+    control(app, sim, {"delay": 1, "v5_enabled": False, "subscribed_delay_calls": 3,
                                 "fail": {"match": "/", "status": 500}})
-    after = app.post_json("/_control", {"reset": True}).json
+    after = control(app, sim, {"reset": True}).json
     assert after["calls"] == {} and after["delay"] == 0 and after["v5_enabled"] is True
     assert after["fail"] == [] and after["subscribed_delay_calls"] == 0
     data(app, DAILY, token, **DAILY_PARAMS)  # tokens survive a reset
 
 
 def test_revoke_tokens_and_short_lifetime(app, sim, token, clock):
-    app.post_json("/_control", {"revoke_tokens": True})
+    control(app, sim, {"revoke_tokens": True})
     data(app, DAILY, token, status=401, **DAILY_PARAMS)
-    app.post_json("/_control", {"token_lifetime": 60})
+    control(app, sim, {"token_lifetime": 60})
     short = app.post("/oauth2/v3/token", {"grant_type": "client_credentials",
                                           "client_id": CLIENT}).json
     assert short["expires_in"] == "60"
