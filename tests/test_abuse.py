@@ -13,7 +13,7 @@ import pytest
 import requests
 import responses
 
-from deviceflow import cli, limits
+from deviceflow import cli
 from deviceflow.enedis import BUDGET_WAIT, EnedisClient, UpstreamBusy
 from helpers import PRM1, PRM2, consent, get_code, poll, refresh, tokens_for
 
@@ -211,6 +211,7 @@ def test_the_hourly_quota_of_an_enedis_api_is_never_exceeded(make_proxy, enedis_
 
 def test_the_quota_holds_one_thousand_calls_within_any_sixty_minutes(sqlite_store, clock):
     """The figure of Enedis's terms (ENEDIS_MAX_CALLS_PER_HOUR's default), counted per minute."""
+    from deviceflow import limits
     from deviceflow.config import Config
 
     per_hour = Config().enedis_max_calls_per_hour
@@ -248,6 +249,8 @@ def test_a_call_refused_an_outbound_slot_gives_its_quota_back(make_config, sqlit
     ("subscribed_services/v1", "subscribed_services/v1"),
 ])
 def test_an_api_is_what_datahub_subscribes_an_application_to(path, api):
+    from deviceflow import limits
+
     assert limits.quota_api(path) == api
 
 
