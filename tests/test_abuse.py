@@ -297,3 +297,13 @@ def test_an_access_token_dies_with_its_chain_revoked_by_the_operator(make_proxy,
     answer = fetch(proxy, tokens["access_token"])
     assert (answer.status_int, answer.json["error"]) == (401, "invalid_token")
     assert data_calls(enedis_mock) == made
+
+
+def test_the_limits_are_counted_alike_in_both_stores(any_store, clock):
+    from deviceflow import limits
+
+    assert [limits.data_call_wait(any_store, "digest", 2, clock()) for _ in range(3)] == [0, 0, 60]
+    clock.advance(60)
+    assert limits.data_call_wait(any_store, "digest", 2, clock()) == 0
+    assert limits.take_quota(any_store, "metering_data_dc/v5", 1, clock())[1] == 0
+    assert limits.take_quota(any_store, "metering_data_dc/v5", 1, clock())[1] > 0
