@@ -307,3 +307,15 @@ def test_the_limits_are_counted_alike_in_both_stores(any_store, clock):
     assert limits.data_call_wait(any_store, "digest", 2, clock()) == 0
     assert limits.take_quota(any_store, "metering_data_dc/v5", 1, clock())[1] == 0
     assert limits.take_quota(any_store, "metering_data_dc/v5", 1, clock())[1] > 0
+
+
+@pytest.mark.parametrize("name, value", [("DATA_CALLS_PER_MINUTE", "0"), ("DATA_CALLS_PER_MINUTE", "601"),
+                                         ("DATA_CALLS_PER_MINUTE", "lots"), ("ENEDIS_MAX_CALLS_PER_HOUR", "0"),
+                                         ("ENEDIS_MAX_CALLS_PER_HOUR", "1e3")])
+def test_the_limits_settings_refuse_what_would_not_limit(name, value):
+    from deviceflow.config import ConfigError, load
+
+    defaults = load({"CLIENT_ID": "abc"}, dotenv_path=None)
+    assert (defaults.data_calls_per_minute, defaults.enedis_max_calls_per_hour) == (30, 1000)
+    with pytest.raises(ConfigError, match=name):
+        load({"CLIENT_ID": "abc", name: value}, dotenv_path=None)
