@@ -191,7 +191,8 @@ def test_revoke_by_refresh_token_read_from_stdin(env, capsys, server, monkeypatc
     assert code == 0 and f"revoked the authorization covering {PRM1}" in out
     assert tokens["refresh_token"] not in out
     assert refresh(server, tokens["refresh_token"]).json["error"] == "invalid_grant"
-    code, out, _ = run(capsys, "revoke", "--refresh-token", tokens["refresh_token"])
+    # `=`: one token in 64 starts with "-", which argparse would take for an option
+    code, out, _ = run(capsys, "revoke", f"--refresh-token={tokens['refresh_token']}")
     assert code == 1 and "no live authorization has this refresh token" in out
 
 
