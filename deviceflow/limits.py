@@ -13,8 +13,9 @@
   60 minutes ever hold more than the quota, whether Enedis counts from the
   top of the hour or over any 60 minutes.
 
-Each function answers the seconds to wait: 0 when the call may go (and is
-counted), more when it may not (and is not counted). No Bottle in here.
+Both answer the seconds to wait (take_quota with the minute it counted in):
+0 when the call may go (and is counted), more when it may not (and is not
+counted). No Bottle in here.
 """
 
 from __future__ import annotations
