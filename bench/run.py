@@ -57,6 +57,8 @@ SCALE_FLOWS = 100_000
 DATA_CALLS = 30  # waiting on a slow Enedis, in the head-of-line rows
 SLOW_ENEDIS = 1.0  # seconds
 TOKEN_RACE = 50  # concurrent data calls when no token is cached yet
+# Access tokens the data calls take turns with: each is held to DATA_CALLS_PER_MINUTE, as a device is.
+DATA_TOKENS = 100
 WARMUP = 2  # seconds of wrk before each measured row, not counted
 SCALE_ROUNDS = 3  # small and large store, in turns
 
@@ -154,6 +156,8 @@ def deviceflow_env(port: int, enedis_port: int, sqlite_path: Path) -> dict:
         "DATA_ENDPOINT": enedis,
         "ENEDIS_API_MODE": "legacy",  # the proxy's own overhead, not the v5 <-> 2026 translation
         "ENEDIS_MAX_CALLS_PER_SECOND": "1000",  # the outbound budget is not what is measured
+        "ENEDIS_MAX_CALLS_PER_HOUR": "1000000",  # nor Enedis's hourly quota (still counted)
+        "DATA_CALLS_PER_MINUTE": "600",  # DATA_TOKENS tokens at 600 a minute: more than the proxy serves
         "SQLITE_PATH": str(sqlite_path),
         "CODE_LIFETIME": "86400",  # every seeded flow stays pending for the whole run
         "THREADS": "32",
@@ -179,16 +183,16 @@ def seed(env: dict, count: int) -> list[tuple[str, str]]:
     return codes
 
 
-def mint(env: dict) -> str:
-    """An access token for PRM as a device would get it after consent."""
+def mint(env: dict, count: int = DATA_TOKENS) -> list[str]:
+    """Access tokens for PRM as devices would get them after consent."""
     from deviceflow import config as configuration
     from deviceflow.flow import DeviceFlow
     from deviceflow.store import SQLiteStore
 
     store = SQLiteStore(env["SQLITE_PATH"])
     try:
-        return DeviceFlow(configuration.load(environ=env, dotenv_path=None), store).mint([PRM], CLIENT_ID)[
-            "access_token"]
+        flow = DeviceFlow(configuration.load(environ=env, dotenv_path=None), store)
+        return [flow.mint([PRM], CLIENT_ID)["access_token"] for _ in range(count)]
     finally:
         store.close()
 
@@ -341,19 +345,19 @@ def data_query() -> str:
                                    "end": (today - dt.timedelta(days=1)).isoformat()})
 
 
-def data_lines(path: str, token: str) -> list[str]:
-    return [f"GET\t{path}?{data_query()}\t\tAuthorization: Bearer {token}"]
+def data_lines(path: str, tokens: list[str]) -> list[str]:
+    return [f"GET\t{path}?{data_query()}\t\tAuthorization: Bearer {token}" for token in tokens]
 
 
 # --- slow data calls, as devices make them
 
 @contextmanager
-def data_callers(url: str, token: str, count: int):
-    """`count` devices asking /data/proxy in a loop; after a 429 a device waits
-    a second, as DomoticzLinky waits before it asks again."""
+def data_callers(url: str, tokens: list[str], count: int):
+    """`count` devices asking /data/proxy in a loop, each with its token; after
+    a 429 a device waits a second, as DomoticzLinky waits before it asks again."""
     stop, answers, lock = threading.Event(), {}, threading.Lock()
 
-    def device():
+    def device(token):
         while not stop.is_set():
             try:
                 status, _ = http("GET", url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
@@ -364,7 +368,7 @@ def data_callers(url: str, token: str, count: int):
             if status == 429:
                 stop.wait(1)
 
-    threads = [threading.Thread(target=device, daemon=True) for _ in range(count)]
+    threads = [threading.Thread(target=device, args=(tokens[n % len(tokens)],), daemon=True) for n in range(count)]
     for thread in threads:
         thread.start()
     time.sleep(SLOW_ENEDIS + 0.5)  # every device is now waiting on Enedis, or was just told to wait
@@ -433,13 +437,13 @@ def measure(args, wrk: Wrk, workdir: Path, profiler: Profiler) -> Table:
         pool = max(1000, int(hello_first["rps"] * (args.duration + WARMUP) / POLLS_PER_CODE))
         say(f"seeding {5 * pool} pending flows")
         polls_codes, alone_codes, page_codes, loaded_codes, single_codes = (seed(env, pool) for _ in range(5))
-        token = mint(env)
+        tokens = mint(env)
         proxy_url = f"/data/proxy/{DATA_PATH}"
 
         with server(serve, port, env, workdir, "/healthz") as deviceflow:
             say(f"{TOKEN_RACE} data calls at once, no Enedis token cached yet")
             http("POST", f"{enedis}/_control", {"reset": True}, CONTROL)
-            race = wrk.run(port, data_lines(proxy_url, token), "", duration=3, connections=TOKEN_RACE)
+            race = wrk.run(port, data_lines(proxy_url, tokens), "", duration=3, connections=TOKEN_RACE)
             token_calls = json.loads(http("GET", f"{enedis}/_stats")[1])["calls"].get("token_v3", 0)
 
             say("POST /device/token (pending)")
@@ -454,14 +458,14 @@ def measure(args, wrk: Wrk, workdir: Path, profiler: Profiler) -> Table:
 
             say("GET /data/proxy/... and the same call to the simulated Enedis")
             enedis_token = enedis_access_token(enedis)
-            direct = wrk.measure(enedis_port, data_lines(f"/{DATA_PATH}", enedis_token), "meter_reading",
+            direct = wrk.measure(enedis_port, data_lines(f"/{DATA_PATH}", [enedis_token]), "meter_reading",
                                  connections=1)
             with profiler.attach("GET /data/proxy/..., one connection", deviceflow.pid, WARMUP + args.duration):
-                proxied = wrk.measure(port, data_lines(proxy_url, token), "meter_reading", connections=1)
+                proxied = wrk.measure(port, data_lines(proxy_url, tokens), "meter_reading", connections=1)
 
             say(f"polls while {DATA_CALLS} data calls wait on Enedis answering after {SLOW_ENEDIS:g} s")
             http("POST", f"{enedis}/_control", {"delay": SLOW_ENEDIS}, CONTROL)
-            with data_callers(f"http://127.0.0.1:{port}{proxy_url}?{data_query()}", token, DATA_CALLS) as answers:
+            with data_callers(f"http://127.0.0.1:{port}{proxy_url}?{data_query()}", tokens, DATA_CALLS) as answers:
                 loaded = wrk.measure(port, poll_lines(loaded_codes), "authorization_pending")
                 single = wrk.measure(port, poll_lines(single_codes), "authorization_pending", connections=1)
             http("POST", f"{enedis}/_control", {"delay": 0}, CONTROL)

@@ -33,6 +33,8 @@ WAITRESS_OPTIONS = {"clear_untrusted_proxy_headers": False, "ident": "deviceflow
 # ran about 35 % faster (bench/run.py, measured in turns).
 SWITCH_INTERVAL = 0.0001
 PURGE_EVERY = 3600.0
+# `import-php --from-mongodb` alone: the MongoDB of the configuration.
+CONFIGURED_MONGODB = "configured"
 
 
 def serve_wsgi(app, host: str, port: int, threads: int, connection_limit: int = 0,
@@ -66,11 +68,17 @@ def build_parser() -> argparse.ArgumentParser:
     importer = commands.add_parser(
         "import-php", help="import the refresh tokens of the PHP server (devices keep working without a new consent)")
     source = importer.add_mutually_exclusive_group(required=True)
-    source.add_argument("--from-mongodb", metavar="URI",
-                        help="the PHP server's MongoDB (its database in the URI path, or --db)")
+    source.add_argument("--from-mongodb", metavar="URI", nargs="?", const=CONFIGURED_MONGODB,
+                        help="the PHP server's MongoDB; alone, the configured one (MONGODB_URI, or DB_ADDRESS, "
+                             "DB_USER, DB_PASSWORD, DB_NAME as in its .env); a URI given here may not carry a "
+                             "password (ps and the shell history would show it)")
+    source.add_argument("--from-mongodb-file", metavar="PATH",
+                        help="the PHP server's MongoDB URI, read from the first line of this file "
+                             "('-': standard input)")
     source.add_argument("--from-csv", metavar="FILE",
                         help="a CSV export of the PHP server's PostgreSQL cache table (key, value, expire_at)")
-    importer.add_argument("--db", help="database of the PHP server's MongoDB, when the URI does not name it")
+    importer.add_argument("--db", help="database of the PHP server's MongoDB, when the URI (or DB_NAME) "
+                                       "does not name it")
     importer.add_argument("--collection", default="cache", help="collection of the PHP cache (default cache)")
     importer.add_argument("--timezone", default="UTC",
                           help="zone of CSV dates written without an offset (PHP's date.timezone; default UTC)")
@@ -201,7 +209,48 @@ def operator_tool(command):
     return run
 
 
-def read_php_source(args):
+def php_mongodb(args, config: configuration.Config) -> tuple[str, str]:
+    """The PHP server's MongoDB URI and database, never taken with a password
+    from the command line (exit 2 when there is none to take)."""
+    if args.from_mongodb_file is not None:
+        where = "standard input" if args.from_mongodb_file == "-" else args.from_mongodb_file
+        try:
+            if args.from_mongodb_file == "-":
+                uri = sys.stdin.readline().strip()
+            else:
+                with open(args.from_mongodb_file, encoding="utf-8") as lines:
+                    uri = lines.readline().strip()
+        except (OSError, UnicodeDecodeError) as error:
+            print(f"deviceflow: cannot read {where}: {type(error).__name__}", file=sys.stderr)
+            raise SystemExit(2) from None
+        if not uri:
+            print(f"deviceflow: {where} holds no MongoDB URI on its first line", file=sys.stderr)
+            raise SystemExit(2)
+        return uri, args.db or urlsplit(uri).path.lstrip("/")
+    if args.from_mongodb == CONFIGURED_MONGODB:
+        if not config.mongodb_uri:
+            print("deviceflow: --from-mongodb alone reads the configured MongoDB, and none is configured: set "
+                  "MONGODB_URI (or DB_ADDRESS, DB_USER, DB_PASSWORD, DB_NAME) in .env or the environment, "
+                  "or use --from-mongodb-file PATH", file=sys.stderr)
+            raise SystemExit(2)
+        return config.mongodb_uri, args.db or config.mongodb_db
+    uri = args.from_mongodb
+    try:
+        password = urlsplit(uri).password
+    except ValueError:
+        password = None
+    if password is not None or "@" in uri:
+        # Said before anything is done, and without the URI: the password is in the shell history already.
+        print("deviceflow: a MongoDB URI with credentials on the command line shows in ps and stays in the "
+              "shell history; nothing was read. Put it on the first line of a file only you can read and use "
+              "--from-mongodb-file PATH ('-' reads standard input), or set MONGODB_URI (or DB_ADDRESS, DB_USER, "
+              "DB_PASSWORD, DB_NAME) in .env and use --from-mongodb alone; then change that password",
+              file=sys.stderr)
+        raise SystemExit(2)
+    return uri, args.db or urlsplit(uri).path.lstrip("/")
+
+
+def read_php_source(args, config: configuration.Config):
     """The rows of the PHP cache named on the command line (exit 2 when it cannot be opened, 1 when unreadable)."""
     from deviceflow import ops
 
@@ -217,9 +266,8 @@ def read_php_source(args):
         except (OSError, UnicodeDecodeError, csv.Error) as error:
             print(f"deviceflow: cannot read {args.from_csv}: {type(error).__name__}", file=sys.stderr)
             raise SystemExit(2) from None
-    uri = args.from_mongodb
+    uri, db_name = php_mongodb(args, config)
     shown = configuration.redact_uri(uri)
-    db_name = args.db or urlsplit(uri).path.lstrip("/")
     if not uri.startswith(("mongodb://", "mongodb+srv://")) or not db_name:
         print("deviceflow: --from-mongodb needs a mongodb:// URI naming the PHP database (or --db NAME)",
               file=sys.stderr)
@@ -250,7 +298,7 @@ def import_php(args, config, store) -> int:
     from deviceflow import ops
     from deviceflow.flow import DeviceFlow
 
-    rows, source = read_php_source(args)
+    rows, source = read_php_source(args, config)
     summary = ops.import_php(DeviceFlow(config, store), rows, dry_run=args.dry_run)
     print(f"import-php{' (dry run: nothing written)' if args.dry_run else ''} from {source}")
     print(f"  refresh tokens read: {summary.read}")

@@ -49,6 +49,7 @@ KNOWN_NAMES = frozenset({
     "MONGODB_URI", "DB_ADDRESS", "DB_PORT", "DB_USER", "DB_PASSWORD", "DB_NAME",
     "TRUSTED_PROXIES", "THREADS", "LOG_LEVEL", "OPERATOR_NAME", "OPERATOR_CONTACT",
     "METRICS", "METRICS_TOKEN", "CONNECTION_LIMIT", "REQUEST_TIMEOUT",
+    "ENEDIS_MAX_CALLS_PER_HOUR", "DATA_CALLS_PER_MINUTE",
 })
 
 
@@ -76,6 +77,8 @@ class Config:
     limit_requests_per_minute: int = 12
     code_lifetime: int = 300
     enedis_max_calls_per_second: float = 5.0
+    enedis_max_calls_per_hour: int = 1000  # Enedis's quota, per API
+    data_calls_per_minute: int = 30  # per access token, within any 60 s
     upstream_connect_timeout: float = 5.0
     upstream_read_timeout: float = 30.0
     version_min: tuple[int, ...] | None = None
@@ -353,6 +356,8 @@ def _parse(env: dict, demo: bool, port: int | None) -> Config:
         limit_requests_per_minute=_int(env, "LIMIT_REQUESTS_PER_MINUTE", 12, 1, 600),
         code_lifetime=_int(env, "CODE_LIFETIME", 300, 30, 86400),
         enedis_max_calls_per_second=_float(env, "ENEDIS_MAX_CALLS_PER_SECOND", 5.0, 0.1, 1000),
+        enedis_max_calls_per_hour=_int(env, "ENEDIS_MAX_CALLS_PER_HOUR", 1000, 1, 10**6),
+        data_calls_per_minute=_int(env, "DATA_CALLS_PER_MINUTE", 30, 1, 600),
         upstream_connect_timeout=_float(env, "UPSTREAM_CONNECT_TIMEOUT", 5.0, 0.1, 120),
         upstream_read_timeout=_float(env, "UPSTREAM_READ_TIMEOUT", 30.0, 0.1, 600),
         version_min=parse_version("VERSION_MIN", version_min) if version_min else None,

@@ -44,7 +44,7 @@ from zoneinfo import ZoneInfo
 
 import requests
 
-from deviceflow import sealing, translate
+from deviceflow import limits, sealing, translate
 from deviceflow.config import Config
 from deviceflow.metrics import Metrics
 from deviceflow.store import Store
@@ -67,6 +67,9 @@ V5_PATHS = frozenset({
     translate.IDENTITY,
     translate.CONTACT_DATA,
 })
+
+# All that a v5 API takes: anything else a device adds to its query stays here.
+V5_QUERY = ("usage_point_id", "start", "end")
 
 CLIENT_CREDENTIALS_GRANT = "client_credentials"
 SOURCE_LEGACY, SOURCE_NEW = "legacy", "new"
@@ -232,7 +235,8 @@ class EnedisClient:
 
     def _forward_v5(self, path: str, params: dict[str, str]) -> Answer:
         started = time.monotonic()
-        response = self.call("GET", f"{self.config.data_endpoint}/{path}", params=list(params.items()))
+        query = [(name, params[name]) for name in V5_QUERY if name in params]
+        response = self.call("GET", f"{self.config.data_endpoint}/{path}", params=query)
         log.info("enedis %s -> %d in %.2fs", path, response.status_code, time.monotonic() - started)
         return self._answer(response, SOURCE_LEGACY)
 
@@ -400,8 +404,14 @@ class EnedisClient:
         return response
 
     def _send(self, api: str, method: str, url: str, wait: bool = True, **kwargs) -> requests.Response:
-        """Every call to Enedis: a slot of the budget, then the request, counted."""
-        self.wait_for_slot(wait)
+        """Every call to Enedis: its API's hourly quota, a slot of the budget, then the request, counted."""
+        quota = self._take_quota(api, url)
+        try:
+            self.wait_for_slot(wait)
+        except UpstreamBusy:
+            if quota:
+                limits.give_back(self.store, *quota)
+            raise
         try:
             response = send(self.session, self.config, method, url, **kwargs)
         except UpstreamTimeout:
@@ -412,6 +422,18 @@ class EnedisClient:
             raise
         self.metrics.enedis_call(api, response.status_code)
         return response
+
+    def _take_quota(self, api: str, url: str) -> tuple[str, int] | None:
+        """Count a call to a data API against its hourly quota (limits.py); UpstreamBusy past it.
+        The token endpoint is no data API: its calls (one every few hours) are not counted."""
+        prefix = self.config.data_endpoint + "/"
+        if api == "token" or not url.startswith(prefix):
+            return None
+        name = limits.quota_api(url[len(prefix):])
+        minute, wait = limits.take_quota(self.store, name, self.config.enedis_max_calls_per_hour, self.clock())
+        if wait:
+            raise UpstreamBusy("the proxy's hourly quota of calls to this Enedis API is spent, retry later", wait)
+        return name, minute
 
     # --- the shared token
 

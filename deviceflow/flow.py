@@ -654,6 +654,8 @@ class DeviceFlow:
         chain = self.store.get("chain", token["chain"]) if token else None
         if token is None or chain is None or chain.get("revoked"):
             raise InvalidGrant("unknown or revoked refresh_token")
+        if client_id != token.get("client_id") and not _as_imported(token):
+            raise InvalidGrant("refresh_token was issued to another client_id")
         if usage_points_id:
             try:
                 asked = set(parse_usage_points(usage_points_id))
@@ -700,6 +702,14 @@ class DeviceFlow:
 def _chain_record(usage_points: list[str]) -> dict:
     """One consent: every refresh token rotated from it shares it, and revoking it ends them all."""
     return {"revoked": False, "usage_points": usage_points}
+
+
+def _as_imported(token: dict) -> bool:
+    """A refresh token as the PHP server issued it, not yet rotated here. That
+    server kept no client id with it, so any allowed one (CLIENT_ID or
+    EXTERNAL_CLIENT_ID, whichever the plugin was built with) may present it;
+    its successors carry the one that did."""
+    return token["chain"].startswith(IMPORTED_CHAIN_PREFIX) and token.get("parent") is None
 
 
 def _refresh_record(common: dict, parent: str | None, expires: float) -> dict:

@@ -5,7 +5,7 @@ its own tokens, codes and consents.  Mount it on the main app with
 ``main_app.mount("/enedis/", Simulator(base + "/enedis").app)``; the routes
 below are relative to that mount point.
 
-What it imitates (after Enedis's published Swagger files and captured answers):
+What it imitates (tests/fixtures/enedis-2026 holds real answers it is checked against):
 
 * the consent pages, v1 (``code`` + ``usage_point_id``) and v2 (Data Connect
   2026: ``autorisation_id`` only, exchanged via ``/subscribed_services/v1``);

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -104,6 +105,38 @@ def _matches(value: dict, expect: dict) -> bool:
     return all(value.get(k) == v for k, v in expect.items())
 
 
+# The store holds the CSRF key, user codes, states, meter numbers and, in
+# FLOW=DEVICE without a configured secret, a device's lent client_secret:
+# only the server's own account may read it, whatever the umask.
+FILE_MODE, FOLDER_MODE = 0o600, 0o700
+SQLITE_COMPANIONS = ("", "-wal", "-shm", "-journal")
+
+
+def private_files(path: Path) -> None:
+    """Create the SQLite file 0600 (its folder 0700 when created here), before
+    SQLite opens it: SQLite gives its -wal and -shm files the database file's
+    mode. A file already there and readable by others is tightened, with a WARNING."""
+    try:
+        path.parent.mkdir(parents=True, mode=FOLDER_MODE)
+        os.chmod(path.parent, FOLDER_MODE)  # mkdir's mode is filtered by the umask
+    except FileExistsError:
+        pass  # the operator's folder: left as it is
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE))
+    for companion in SQLITE_COMPANIONS:
+        file = Path(f"{path}{companion}")
+        try:
+            mode = file.stat().st_mode & 0o777
+            if mode & 0o077:
+                os.chmod(file, FILE_MODE)
+                log.warning("the store file %s was open to other accounts (mode %03o): now %03o",
+                            file, mode, FILE_MODE)
+        except FileNotFoundError:
+            continue
+        except OSError as error:  # another account's file: say so, the server still runs
+            log.warning("the store file %s is open to other accounts and cannot be tightened (%s)",
+                        file, type(error).__name__)
+
+
 class SQLiteStore(Store):
     # WAL lets readers go on while one process writes; synchronous=NORMAL keeps
     # every committed transaction through a process crash (SIGKILL): only a
@@ -122,7 +155,7 @@ class SQLiteStore(Store):
             # One private in-memory database shared by this object's threads.
             self.target, self.uri = f"file:deviceflow-{id(self)}?mode=memory&cache=shared", True
         else:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            private_files(Path(path))
             self.target, self.uri = path, False
         self.local = threading.local()
         # A process writes through one connection, one statement at a time

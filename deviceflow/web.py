@@ -22,12 +22,12 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import bottle
 
-from deviceflow import __version__
+from deviceflow import __version__, limits
 from deviceflow.config import Config
 from deviceflow.enedis import data_path
 from deviceflow.flow import (DEVICE_CODE_GRANT, REFRESH_TOKEN_GRANT, DeviceFlow, InsufficientScope, InvalidRequest,
-                             OAuthError, PageError, TemporarilyUnavailable, UnsupportedGrantType, check_user_agent,
-                             format_user_code)
+                             OAuthError, PageError, TemporarilyUnavailable, TooManyRequests, UnsupportedGrantType,
+                             check_user_agent, format_user_code)
 from deviceflow.metrics import Metrics
 from deviceflow.passthrough import Passthrough
 from deviceflow.store import Store, StoreUnavailable, digest, open_store
@@ -478,6 +478,8 @@ class Web:
         @device
         def device_proxy():
             """The pass-through refresh: upstream's own answer, status and content type kept."""
+            if not self.config.device_mode:  # no upstream token to refresh: never lend the secret
+                raise NotFound("/device/proxy serves FLOW=DEVICE only")
             check_user_agent(self.config, bottle.request.get_header("User-Agent"))
             form = read_form(bottle.request.environ)
             client_id = flow.check_client(form.get("client_id"))
@@ -560,7 +562,13 @@ class Web:
             raise NotFound("no such Enedis data API")
         check_user_agent(self.config, bottle.request.get_header("User-Agent"))
         query = query_params(environ)
-        token = self.flow.authenticate(bearer_token(bottle.request.get_header("Authorization")))
+        bearer = bearer_token(bottle.request.get_header("Authorization"))
+        token = self.flow.authenticate(bearer)
+        limit = self.config.data_calls_per_minute
+        wait = limits.data_call_wait(self.store, digest(bearer), limit, self.flow.clock(), self.client_address())
+        if wait:
+            raise TooManyRequests(f"more than {limit} data calls within 60 s with this access token, retry later",
+                                  retry_after=wait)
         usage_point = query.get("usage_point_id")
         if not usage_point:
             raise InvalidRequest("usage_point_id is required")

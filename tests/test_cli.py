@@ -68,24 +68,64 @@ def test_import_then_the_device_refreshes_and_a_re_run_changes_nothing(env, caps
     assert php_token(1) not in out
 
 
-def test_import_from_the_php_mongodb(env, capsys, server, monkeypatch):
+PHP_MONGODB = "mongodb://php:hunter2@127.0.0.1:27017/devicecode"
+
+
+@pytest.fixture
+def php_mongodb(monkeypatch):
+    """The PHP server's MongoDB (mongomock) holding one refresh token; the URIs the tool connected to."""
     mongomock = pytest.importorskip("mongomock")
     client = mongomock.MongoClient()
     in_a_month = datetime.now(timezone.utc).replace(tzinfo=None) + timedelta(days=30)  # BSON dates: naive UTC
     client["devicecode"]["cache"].insert_one({"key": f"refresh_token:{php_token(1)}", "value": PRM1,
                                               "expireAt": in_a_month})
-    monkeypatch.setattr(cli, "mongo_client", lambda uri: client)
-    code, out, _ = run(capsys, "import-php", "--from-mongodb", "mongodb://php:hunter2@127.0.0.1:27017/devicecode")
+    connected = []
+    monkeypatch.setattr(cli, "mongo_client", lambda uri: connected.append(uri) or client)
+    return connected
+
+
+def test_import_from_the_php_mongodb_uri_in_a_file(env, capsys, server, php_mongodb, tmp_path):
+    uri_file = tmp_path / "php-mongodb"
+    uri_file.write_text(PHP_MONGODB + "\n")
+    code, out, _ = run(capsys, "import-php", "--from-mongodb-file", str(uri_file))
     assert code == 0 and "  imported: 1" in out
+    assert php_mongodb == [PHP_MONGODB]
     assert "hunter2" not in out and "mongodb://php:***@127.0.0.1:27017/devicecode (devicecode.cache)" in out
     assert refresh(server, php_token(1)).status_int == 200
+
+
+def test_import_from_the_php_mongodb_uri_on_standard_input(env, capsys, php_mongodb, monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO(PHP_MONGODB + "\n"))
+    code, out, _ = run(capsys, "import-php", "--from-mongodb-file", "-", "--dry-run")
+    assert code == 0 and "would be imported: 1" in out and php_mongodb == [PHP_MONGODB]
+
+
+def test_import_from_the_configured_mongodb_as_in_the_php_env(env, capsys, php_mongodb, monkeypatch):
+    """The PHP server's .env names its MongoDB with DB_*: `--from-mongodb` alone reads it (the store stays SQLite)."""
+    for name, value in {"DB_ADDRESS": "127.0.0.1", "DB_USER": "php", "DB_PASSWORD": "hunter2",
+                        "DB_NAME": "devicecode"}.items():
+        monkeypatch.setenv(name, value)
+    code, out, _ = run(capsys, "import-php", "--from-mongodb", "--dry-run")
+    assert code == 0 and "would be imported: 1" in out
+    assert php_mongodb == [PHP_MONGODB] and "hunter2" not in out
+
+
+def test_a_password_on_the_command_line_is_refused_before_anything_is_read(env, capsys, php_mongodb):
+    """Issue 14, finding 8: `import-php --from-mongodb mongodb://user:password@...` put the password in
+    `ps` and the shell history. Now the tool refuses it at once, says the safe ways, and connects nowhere."""
+    code, out, err = run(capsys, "import-php", "--from-mongodb", PHP_MONGODB)
+    assert code == 2 and php_mongodb == []
+    assert "--from-mongodb-file" in err and "MONGODB_URI" in err and "nothing was read" in err
+    assert "hunter2" not in out + err and "Traceback" not in err
 
 
 @pytest.mark.parametrize("argv, message", [
     (["import-php", "--from-csv", "missing.csv"], "cannot read missing.csv"),
     (["import-php", "--from-csv", str(PHP_CSV), "--timezone", "Mars/Olympus"], "unknown time zone"),
     (["import-php", "--from-mongodb", "mongodb://127.0.0.1:27017"], "naming the PHP database"),
-    (["import-php"], "one of the arguments --from-mongodb --from-csv is required"),
+    (["import-php"], "one of the arguments --from-mongodb --from-mongodb-file --from-csv is required"),
+    (["import-php", "--from-mongodb"], "none is configured"),
+    (["import-php", "--from-mongodb-file", "missing-uri"], "cannot read missing-uri"),
     (["revoke", "--usage-point", "123"], "14-digit PRM"),
     (["revoke"], "one of the arguments --usage-point --refresh-token is required"),
 ])
@@ -114,7 +154,8 @@ def test_unreachable_php_mongodb_exits_1_without_the_password(env, capsys, monke
     def unreachable(uri):
         raise ServerSelectionTimeoutError("127.0.0.1:1: connection refused")
     monkeypatch.setattr(cli, "mongo_client", unreachable)
-    code, _, err = run(capsys, "import-php", "--from-mongodb", "mongodb://php:hunter2@127.0.0.1:1/devicecode")
+    monkeypatch.setattr("sys.stdin", io.StringIO("mongodb://php:hunter2@127.0.0.1:1/devicecode\n"))
+    code, _, err = run(capsys, "import-php", "--from-mongodb-file", "-")
     assert code == 1 and "ServerSelectionTimeoutError" in err and "hunter2" not in err
 
 
@@ -151,7 +192,8 @@ def test_revoke_by_refresh_token_read_from_stdin(env, capsys, server, monkeypatc
     assert code == 0 and f"revoked the authorization covering {PRM1}" in out
     assert tokens["refresh_token"] not in out
     assert refresh(server, tokens["refresh_token"]).json["error"] == "invalid_grant"
-    code, out, _ = run(capsys, "revoke", "--refresh-token", tokens["refresh_token"])
+    # `=`: one token in 64 starts with "-", which argparse would take for an option
+    code, out, _ = run(capsys, "revoke", f"--refresh-token={tokens['refresh_token']}")
     assert code == 1 and "no live authorization has this refresh token" in out
 
 

@@ -274,7 +274,8 @@ def test_without_an_enedis_client_the_route_is_502(app, enedis_mock):
 # --- many devices at once
 
 def test_fifty_concurrent_requests_fetch_one_enedis_token(make_proxy, make_config, enedis_mock):
-    proxy = make_proxy(make_config(ENEDIS_MAX_CALLS_PER_SECOND="100", THREADS="100"), sleep=time.sleep)
+    proxy = make_proxy(make_config(ENEDIS_MAX_CALLS_PER_SECOND="100", THREADS="100", DATA_CALLS_PER_MINUTE="50"),
+                       sleep=time.sleep)
     token = tokens_for(proxy, PRM1)["access_token"]
 
     def slow_token(request):

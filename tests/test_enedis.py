@@ -277,13 +277,13 @@ def test_data_call_is_a_plain_authorized_get(enedis_mock, client):
     enedis_token(enedis_mock)
     enedis_mock.add(responses.GET, LOAD_CURVE_URL, json=METER_READING)
     answer = client.fetch_v5(LOAD_CURVE, {"usage_point_id": PRM, "start": "2026-09-29", "end": "",
-                                          "extra": "kept"})
+                                          "extra": "left out"})
     request = calls_to(enedis_mock, LOAD_CURVE_URL)[0].request
     assert request.method == "GET" and request.body is None
     assert "Content-Type" not in request.headers
     assert request.headers["Accept"] == "application/json"
     assert request.headers["Authorization"] == "Bearer enedis-token-1"
-    assert urlsplit(request.url).query == f"usage_point_id={PRM}&start=2026-09-29&extra=kept"
+    assert urlsplit(request.url).query == f"usage_point_id={PRM}&start=2026-09-29"
     assert (answer.status, answer.content_type, answer.source) == (200, "application/json", "legacy")
 
 

@@ -38,7 +38,9 @@ def test_every_json_route_of_the_app_is_described(app):
 
 
 def test_schemathesis_finds_no_server_error_and_no_answer_outside_the_description(live_server, tmp_path):
-    base = live_server(ENEDIS_MAX_CALLS_PER_SECOND="1000")  # the outbound budget would only slow the run
+    # The outbound budget would only slow the run; the per-token and hourly limits would turn it into 429s.
+    base = live_server(ENEDIS_MAX_CALLS_PER_SECOND="1000", DATA_CALLS_PER_MINUTE="600",
+                       ENEDIS_MAX_CALLS_PER_HOUR="1000000")
     token = device_tokens(base)["access_token"]  # so that data requests reach the simulated Enedis
     command = [sys.executable, "-m", "schemathesis.cli", "run", f"{base}/openapi.yaml", "--url", base,
                "--max-examples", str(FUZZ_EXAMPLES), "--checks", CHECKS, "--phases", "examples,coverage,fuzzing",

@@ -19,7 +19,10 @@ from deviceflow.simulator import (
 
 CLIENT = "deviceflow-demo"
 REDIRECT = "http://localhost:8080/auth/redirect"
-FIXTURES = pathlib.Path("/work/shared/enedis/fixtures-2026")
+# Real answers captured from Enedis (tests/fixtures/enedis-2026/README.md says where from).
+FIXTURES = pathlib.Path(__file__).parent / "fixtures" / "enedis-2026"
+# The reference copies, beside the repository on the project's machines only.
+REFERENCE = pathlib.Path(__file__).parents[2] / "shared" / "enedis" / "fixtures-2026"
 # 2026-10-04 12:00 in Paris, the day the fixtures were captured
 NOW = dt.datetime(2026, 10, 4, 12, 0, tzinfo=dt.timezone(dt.timedelta(hours=2))).timestamp()
 
@@ -589,15 +592,15 @@ def test_2026_measure_shapes(app, token, name):
         assert grandeur["points"][-1]["d"] == "2026-10-01 00:00:00"
     else:
         assert len(grandeur["points"]) == 2
-    if FIXTURES.is_dir():  # the same as the real captured answer, key for key
-        fixture = json.loads((FIXTURES / f"mesure_{name}.json").read_text())
-        assert set(fixture) == set(body)
-        assert set(fixture["grandeur"][0]) == set(grandeur)
-        for key in ("idPrm", "etapeMetier", "periode", "typeValeur", "modeCalcul", "pas"):
-            assert body.get(key) == fixture.get(key)
-        for key in ("grandeurMetier", "grandeurPhysique", "unite"):
-            assert grandeur[key] == fixture["grandeur"][0][key]
-        assert set(fixture["grandeur"][0]["points"][0]) == point_keys
+    # the same as the real captured answer, key for key
+    fixture = json.loads((FIXTURES / f"mesure_{name}.json").read_text())
+    assert set(fixture) == set(body)
+    assert set(fixture["grandeur"][0]) == set(grandeur)
+    for key in ("idPrm", "etapeMetier", "periode", "typeValeur", "modeCalcul", "pas"):
+        assert body.get(key) == fixture.get(key)
+    for key in ("grandeurMetier", "grandeurPhysique", "unite"):
+        assert grandeur[key] == fixture["grandeur"][0][key]
+    assert set(fixture["grandeur"][0]["points"][0]) == point_keys
 
 
 @pytest.mark.parametrize("v5, name, prm", [
@@ -674,25 +677,32 @@ def test_2026_contract_apis(app, token):
     assert counting["relais"]["plageHeuresCreuses"] == "HC (22H00-6H00)"
     general = data(app, f"/donnees_generales_auto/v1/{CONSUMER_PRM}", token).json
     assert set(general["address"]) == {"number_street_name", "postal_code_city", "insee_code"}
-    if FIXTURES.is_dir():
-        for name, body in (("situation_contrat_autoconsommation", situation),
-                           ("situation_contrat_consommateur", consumer),
-                           ("synth_contrat_autoconsommation", synth)):
-            fixture = json.loads((FIXTURES / f"{name}.json").read_text())
-            if isinstance(fixture, list):
-                assert [set(c) for c in fixture] == [set(c) for c in body]
-                assert [c["contract_type"] for c in fixture] == [
-                    c["contract_type"] for c in body]
-            else:
-                assert set(fixture) <= set(body)
+    for name, body in (("situation_contrat_autoconsommation", situation),
+                       ("situation_contrat_consommateur", consumer),
+                       ("synth_contrat_autoconsommation", synth)):
+        fixture = json.loads((FIXTURES / f"{name}.json").read_text())
+        if isinstance(fixture, list):
+            assert [set(c) for c in fixture] == [set(c) for c in body]
+            assert [c["contract_type"] for c in fixture] == [
+                c["contract_type"] for c in body]
+        else:
+            assert set(fixture) <= set(body)
+
+
+@pytest.mark.skipif(not REFERENCE.is_dir(), reason="the reference captures are not beside this repository")
+def test_the_fixtures_are_the_reference_captures():
+    """The copies in tests/fixtures/enedis-2026 that the tests read are the captures, byte for byte."""
+    captured = sorted(path.name for path in REFERENCE.glob("*.json"))
+    assert captured and sorted(path.name for path in FIXTURES.glob("*.json")) == captured
+    for name in captured:
+        assert (FIXTURES / name).read_bytes() == (REFERENCE / name).read_bytes(), name
 
 
 def test_comptage_auto_may_be_unsubscribed(app, sim, token):
     sim.comptage_subscribed = False
     body = data(app, f"/comptage_auto/v1/{CONSUMER_PRM}", token, status=403).json
     assert body["code"] == "900908"
-    if FIXTURES.is_dir():
-        assert body == json.loads((FIXTURES / "erreur_comptage_non_souscrit.json").read_text())
+    assert body == json.loads((FIXTURES / "erreur_comptage_non_souscrit.json").read_text())
 
 
 # -- knobs: failures, delay, v5 switch, stats ---------------------------------

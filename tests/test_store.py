@@ -247,3 +247,46 @@ def test_real_mongodb_contract_subset():
     store.put("flow", "k", {"status": "approved"}, 60)
     assert store.update_if("flow", "k", {"status": "approved"}, {"status": "delivered"}) == {"status": "approved"}
     assert store.update_if("flow", "k", {"status": "approved"}, {"status": "delivered"}) is None
+
+
+# --- who else on the host can read the store
+
+@pytest.fixture
+def usual_umask():
+    """The umask of most hosts and containers (022): files 0644 and folders 0755 unless the server says otherwise."""
+    before = os.umask(0o022)
+    yield
+    os.umask(before)
+
+
+def modes(*paths):
+    return [oct(os.stat(path).st_mode & 0o777) for path in paths]
+
+
+def test_another_account_on_the_host_cannot_read_the_store(tmp_path, usual_umask):
+    """Issue 14, finding 7: the SQLite store (CSRF key, user codes, states, meter
+    numbers, a device's lent client_secret) was created 0644 in a 0755 folder."""
+    path = tmp_path / "data" / "deviceflow.sqlite3"
+    store = SQLiteStore(str(path))
+    store.put("flow", "k", {"client_secret": "lent"}, 60)
+    assert store.get("flow", "k")
+    assert modes(path, f"{path}-wal", f"{path}-shm") == ["0o600"] * 3
+    assert modes(path.parent) == ["0o700"]
+    store.close()
+
+
+def test_a_store_left_open_to_others_is_tightened_with_a_warning(tmp_path, usual_umask, caplog):
+    path = tmp_path / "deviceflow.sqlite3"
+    SQLiteStore(str(path)).close()
+    os.chmod(tmp_path, 0o755)
+    os.chmod(path, 0o644)
+    (tmp_path / "deviceflow.sqlite3-wal").write_bytes(b"")  # left by a crash
+    os.chmod(tmp_path / "deviceflow.sqlite3-wal", 0o666)
+    with caplog.at_level("WARNING", logger="deviceflow.store"):
+        store = SQLiteStore(str(path))
+    store.put("flow", "k", {"a": 1}, 60)
+    assert modes(path, f"{path}-wal", f"{path}-shm") == ["0o600"] * 3
+    assert modes(tmp_path) == ["0o755"]  # the operator's own folder is left as it is
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 2 and str(path) in warned[0] and f"{path}-wal" in warned[1]
+    store.close()
