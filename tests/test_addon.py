@@ -206,3 +206,16 @@ def test_shellcheck_passes_on_the_scripts():
     result = run(shellcheck, "run.sh", ".ci/run")
     assert result.returncode == 0, result.stdout + result.stderr
     assert run(shellcheck, "-s", "bash", "-", stdin='#!/bin/bash\nrm -rf $1/*\n').returncode != 0
+
+
+def test_actionlint_passes_on_the_workflows():
+    actionlint = linter("actionlint")
+    shellcheck = f"-shellcheck={linter('shellcheck')}"  # the run: scripts too
+    workflows = sorted(str(p.relative_to(REPO)) for p in (REPO / ".github" / "workflows").glob("*.y*ml"))
+    assert workflows
+    result = run(actionlint, "-no-color", shellcheck, *workflows)
+    assert result.returncode == 0, result.stdout + result.stderr
+    # and it does fail a workflow open to script injection
+    careless = "on: push\njobs:\n  a:\n    runs-on: ubuntu-24.04\n    steps:\n" \
+               "      - run: echo \"${{ github.event.head_commit.message }}\"\n"
+    assert run(actionlint, "-no-color", "-", stdin=careless).returncode != 0
