@@ -6,6 +6,7 @@ CMD started with the ENV and WORKDIR it sets and an options file like the
 Supervisor's. A file the image needs but never receives fails here as it
 would fail `docker build`."""
 
+import importlib.util
 import json
 import os
 import re
@@ -13,7 +14,6 @@ import shlex
 import shutil
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -25,6 +25,9 @@ from browser import Browser
 from helpers import DEVICE_GRANT
 
 REPO = Path(__file__).resolve().parents[1]
+SPEC = importlib.util.spec_from_file_location("addon_platforms", REPO / "addon" / "platforms.py")
+platforms = importlib.util.module_from_spec(SPEC)
+SPEC.loader.exec_module(platforms)
 DOCKERFILE = REPO / "addon" / "Dockerfile"
 DOCKERIGNORE = REPO / "addon" / "Dockerfile.dockerignore"
 CONFIG = json.loads((REPO / "addon" / "config.json").read_text(encoding="utf-8"))
@@ -150,11 +153,14 @@ def image(tmp_path_factory):
     context.mkdir()
     root.mkdir()
     build_context(context)
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    # the image's Python is first on its PATH; nothing of this test run's environment leaks in
+    # the base image's Python version where this machine has it, else this one
+    python, _ = platforms.image_python(platforms.base_image(DOCKERFILE.read_text(encoding="utf-8"))[0])
+    subprocess.run([python, "-m", "venv", str(venv)], check=True, timeout=120)
+    # the image's Python is first on its PATH; nothing of this test run's environment leaks in but
+    # what pip needs to reach this machine's package index
     path = f"{venv / 'bin'}{os.pathsep}/usr/local/bin{os.pathsep}/usr/bin{os.pathsep}/bin"
-    env = {"PATH": path, "HOME": str(work), "LANG": "C.UTF-8"}
-    env.update({k: v for k, v in os.environ.items() if k.startswith("PIP_")})  # this machine's package index
+    env = {"PATH": path, "HOME": os.environ.get("HOME", str(work)), "LANG": "C.UTF-8"}
+    env.update({k: v for k, v in os.environ.items() if k.startswith("PIP_")})
     workdir, cmd = root, None
     for keyword, arguments in instructions(DOCKERFILE.read_text(encoding="utf-8")):
         if keyword == "COPY":
