@@ -145,14 +145,15 @@ class Image:
         self.root, self.venv, self.env, self.workdir, self.cmd = root, venv, env, workdir, cmd
 
 
-@pytest.fixture(scope="module")
-def image(tmp_path_factory):
-    """The image, built: its root folder, the venv standing for its Python, its ENV, WORKDIR and CMD."""
-    work = tmp_path_factory.mktemp("image")
+def build(work, edit_context=None):
+    """The image, built in `work`: its root folder, the venv standing for its Python, its ENV,
+    WORKDIR and CMD. `edit_context` may change the build context first (a later rebuild)."""
     context, root, venv = work / "context", work / "root", work / "python"
     context.mkdir()
     root.mkdir()
     build_context(context)
+    if edit_context:
+        edit_context(context)
     # the base image's Python version where this machine has it, else this one
     python, _ = platforms.image_python(platforms.base_image(DOCKERFILE.read_text(encoding="utf-8"))[0])
     subprocess.run([python, "-m", "venv", str(venv)], check=True, timeout=120)
@@ -180,6 +181,11 @@ def image(tmp_path_factory):
             cmd = [str(in_image(root, c)) if c.startswith("/") else c for c in json.loads(arguments)]
     assert cmd, "the Dockerfile has a CMD"
     return Image(root, venv, env, workdir, cmd)
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory):
+    return build(tmp_path_factory.mktemp("image"))
 
 
 def free_port():
@@ -248,15 +254,30 @@ def pinned(text):
             for m in re.finditer(r"^([A-Za-z0-9_.-]+)==(\S+)", text, re.M)}
 
 
-def test_the_image_installs_the_tested_versions(image):
-    """A rebuild installs what addon/platforms.py tested, whatever the index serves by then."""
+def installed(image):
     freeze = subprocess.run([str(image.venv / "bin" / "python"), "-m", "pip", "freeze", "--exclude", "deviceflow"],
                             capture_output=True, text=True, check=True).stdout
-    installed = pinned(freeze)
+    return pinned(freeze)
+
+
+def test_the_image_installs_the_tested_versions(image):
+    """What addon/platforms.py tested on both architectures, pinned in addon/constraints.txt."""
     tested = pinned((REPO / "addon" / "constraints.txt").read_text(encoding="utf-8"))
-    assert installed and {name: tested.get(name) for name in installed} == installed
+    got = installed(image)
+    assert got and {name: tested.get(name) for name in got} == got
     # and the package itself is installed, not left in the sources the RUN line removed
     assert not in_image(image.root, "/usr/src/deviceflow").exists()
+
+
+def test_a_rebuild_installs_the_pinned_version_when_a_newer_one_is_out(tmp_path):
+    """Pinned one release back, bottle stays there although the index serves a newer one."""
+    older = "0.13.4"
+    assert pinned((REPO / "addon" / "constraints.txt").read_text())["bottle"] != older
+
+    def pin_older(context):
+        path = context / "addon" / "constraints.txt"
+        path.write_text(re.sub(r"^bottle==\S+$", f"bottle=={older}", path.read_text(), flags=re.M))
+    assert installed(build(tmp_path, pin_older))["bottle"] == older
 
 
 def test_the_demo_option_shows_the_whole_flow(image, processes):
