@@ -225,12 +225,14 @@ def main(argv=None) -> int:
                 if probe.returncode == 0:
                     for_wheels.append(requirement)
                     continue
-                if name not in built:
+                if name not in built:  # once: a build without compiled code is the same on every arch
                     try:
                         built[name] = built_without_compiler(python, requirement, constraints, work / name)
                     except RuntimeError as error:
-                        problems.append(f"{arch}: {error}")
-                        continue
+                        built[name] = None
+                        problems.append(str(error))
+                if built[name] is None:
+                    continue
                 _, version, requires, _ = built[name]
                 found[name] = (version, SOURCE)
                 for_wheels += requires
