@@ -4,7 +4,8 @@
 #   ./run.sh [--port N] ...    serve with the configuration from .env / the environment
 #   ./run.sh test [pytest args] run the test suite
 # In the Home Assistant add-on image, run.sh sits alone at / (no pyproject.toml
-# beside it) and starts the installed package with the add-on options.
+# beside it) and starts the installed package with the add-on options (with
+# --demo when the add-on's `demo` option is on).
 # OPTIONS_PATH names an add-on options file (default /data/options.json in the
 # image; read by deviceflow itself from a clone); .env and the environment win over it.
 set -euo pipefail
@@ -13,7 +14,20 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 # --- add-on image: the package is installed, there is nothing to build ---
 if [ ! -f "$here/pyproject.toml" ]; then
-  exec deviceflow serve --options "${OPTIONS_PATH:-/data/options.json}" "$@"
+  options="${OPTIONS_PATH:-/data/options.json}"
+  # The add-on's `demo` option: the simulated Enedis. An unreadable options file
+  # is left to deviceflow, which names the problem in one line.
+  demo=()
+  if python3 - "$options" 2>/dev/null <<'EOF'
+import json, sys
+with open(sys.argv[1], encoding="utf-8") as options:
+    sys.exit(0 if json.load(options).get("demo") is True else 1)
+EOF
+  then
+    demo=(--demo)
+  fi
+  # A container's server listens on all its interfaces (demo mode alone keeps to loopback).
+  exec deviceflow serve --host 0.0.0.0 "${demo[@]}" --options "$options" "$@"
 fi
 
 venv="$here/.venv"

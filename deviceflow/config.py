@@ -394,6 +394,8 @@ OPTION_NAMES = {
     "mongodb_uri": "MONGODB_URI",
     "log_level": "LOG_LEVEL",
 }
+# Not a setting but how the add-on starts: run.sh adds `--demo` when it is true.
+RUN_OPTIONS = ("demo",)
 # The add-on names the modes; FLOW keeps the PHP server's values.
 FLOW_OPTIONS = {"client_credentials": "", "device": "DEVICE"}
 OPTIONS_STORE_NAME = "deviceflow.sqlite3"
@@ -419,10 +421,14 @@ def read_options(path: str | os.PathLike) -> dict[str, str]:
         raise ConfigError(f"options file {path} must hold a JSON object")
     env = {"SQLITE_PATH": str(path.parent / OPTIONS_STORE_NAME)}
     for option, value in options.items():
+        if option in RUN_OPTIONS:
+            if not isinstance(value, bool):
+                raise ConfigError(f"options file {path}: option {option} must be true or false")
+            continue
         name = OPTION_NAMES.get(option)
         if name is None:
             raise ConfigError(f"options file {path}: unknown option {option!r} "
-                              f"(known: {', '.join(OPTION_NAMES)})")
+                              f"(known: {', '.join([*OPTION_NAMES, *RUN_OPTIONS])})")
         if value is None:
             continue
         if not isinstance(value, str):

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from deviceflow import __version__
-from deviceflow.config import OPTION_NAMES, load
+from deviceflow.config import OPTION_NAMES, RUN_OPTIONS, ConfigError, load
 
 REPO = Path(__file__).resolve().parents[1]
 ADDON = REPO / "addon"
@@ -80,7 +80,7 @@ def test_version_is_the_package_version(addon):
 
 def test_every_option_has_a_schema_entry_the_python_side_reads(addon):
     schema, options = addon["schema"], addon["options"]
-    assert set(schema) == set(OPTION_NAMES)
+    assert set(schema) == set(OPTION_NAMES) | set(RUN_OPTIONS)
     assert set(options) <= set(schema)
     # the Supervisor refuses to start an add-on whose defaults miss a required option
     assert {k for k, kind in schema.items() if not kind.endswith("?")} <= set(options)
@@ -111,6 +111,28 @@ def test_the_default_options_and_every_choice_start_the_server(addon, tmp_path):
     for option, kind in addon["schema"].items():
         for choice in choices(kind) or ():
             loads(**{option: choice})
+
+
+def test_options_that_carry_a_password_are_hidden_in_the_addon_page(addon):
+    """The Supervisor shows `str` options in clear; a MongoDB connection string holds its password."""
+    assert addon["schema"]["client_secret"] == "password"
+    assert addon["schema"]["mongodb_uri"] == "password?"
+
+
+def test_the_defaults_send_people_to_the_2026_consent_page(addon, tmp_path):
+    path = tmp_path / "options.json"
+    path.write_text(json.dumps({**addon["options"], "client_id": "enedis-app"}))
+    config = load({}, dotenv_path=None, options_path=path)
+    assert config.enedis_authorize_version == "v2"
+    assert "/dataconnect/v2/oauth2/authorize" in config.authorization_endpoint
+
+
+def test_demo_is_an_option_off_by_default_and_only_true_or_false(addon, tmp_path):
+    assert (addon["schema"]["demo"], addon["options"]["demo"]) == ("bool", False)
+    path = tmp_path / "options.json"
+    path.write_text(json.dumps({**addon["options"], "client_id": "enedis-app", "demo": "yes"}))
+    with pytest.raises(ConfigError, match="option demo must be true or false"):
+        load({}, dotenv_path=None, options_path=path)
 
 
 def test_only_the_addon_config_is_named_like_one():
@@ -184,3 +206,16 @@ def test_shellcheck_passes_on_the_scripts():
     result = run(shellcheck, "run.sh", ".ci/run")
     assert result.returncode == 0, result.stdout + result.stderr
     assert run(shellcheck, "-s", "bash", "-", stdin='#!/bin/bash\nrm -rf $1/*\n').returncode != 0
+
+
+def test_actionlint_passes_on_the_workflows():
+    actionlint = linter("actionlint")
+    shellcheck = f"-shellcheck={linter('shellcheck')}"  # the run: scripts too
+    workflows = sorted(str(p.relative_to(REPO)) for p in (REPO / ".github" / "workflows").glob("*.y*ml"))
+    assert workflows
+    result = run(actionlint, "-no-color", shellcheck, *workflows)
+    assert result.returncode == 0, result.stdout + result.stderr
+    # and it does fail a workflow open to script injection
+    careless = "on: push\njobs:\n  a:\n    runs-on: ubuntu-24.04\n    steps:\n" \
+               "      - run: echo \"${{ github.event.head_commit.message }}\"\n"
+    assert run(actionlint, "-no-color", "-", stdin=careless).returncode != 0

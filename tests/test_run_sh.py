@@ -143,3 +143,26 @@ def test_in_the_image_the_options_default_to_data_options_json(image_run_sh, tmp
     result = run_to_exit(image_run_sh, tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip() == "deviceflow: configuration error: options file /data/options.json not found"
+
+
+@pytest.mark.parametrize("options, demo", [({**OPTIONS, "demo": True}, True), ({**OPTIONS, "demo": False}, False),
+                                           (OPTIONS, False), ('{"demo": true', False)])
+def test_in_the_image_run_sh_starts_the_demo_when_the_option_says_so(image_run_sh, data_dir, tmp_path,
+                                                                      options, demo):
+    """The command the image runs, seen by a stand-in `deviceflow` that writes down its arguments."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "deviceflow"
+    fake.write_text('#!/bin/sh\nprintf \'%s\\n\' "$@" > "$ARGS_FILE"\n')
+    fake.chmod(0o755)
+    path = data_dir(options if isinstance(options, str) else json.dumps(options))
+    env = clean_env(OPTIONS_PATH=str(path), ARGS_FILE=str(tmp_path / "args"))
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"
+    result = subprocess.run(["bash", str(image_run_sh)], cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
+                            capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stderr) == (0, "")  # a broken file is deviceflow's to report
+    args = (tmp_path / "args").read_text().split()
+    assert args[0] == "serve" and ("--demo" in args) == demo
+    # a container listens on every interface of its own, in demo mode too (which keeps to loopback by itself)
+    assert args[args.index("--host") + 1] == "0.0.0.0"
+    assert args[args.index("--options") + 1] == str(path)
