@@ -299,6 +299,12 @@ def startup_warnings(config: Config) -> list[str]:
             "ENEDIS_AUTHORIZE_VERSION=v1: the pre-2026 consent page returns the meter numbers in the browser's "
             "URL, which Enedis cannot confirm; whoever completes a flow may name any meter. Move to the v2 page "
             "(ENEDIS_AUTHORIZE_VERSION=v2, and its redirect URI registered at Enedis)")
+    if (config.device_mode and config.enedis_authorize_version == "v2"
+            and "/dataconnect/v2/" in urlsplit(config.authorization_endpoint).path):
+        warnings.append(
+            "FLOW=DEVICE with Enedis's v2 consent page: that page returns no authorization code, so pass-through "
+            "flows cannot complete; point AUTHORIZATION_ENDPOINT at the OAuth server to pass through, or use "
+            "client_credentials (links with state=-cg and a CLIENT_SECRET)")
     return warnings
 
 

@@ -84,7 +84,7 @@ SUBSCRIBED_STATES = ("ACTIF", "DEMANDE")
 SUBSCRIBED_RETRY_PAUSES = (0.5, 1.0, 1.5)
 AUTORISATION_ID = re.compile(r"[0-9]{1,19}")
 INT64_MAX = 2 ** 63 - 1
-REDEEM_KIND = "redeem"
+REDEEM_KIND, SHARE_KIND = "redeem", "share"
 ENEDIS_ZONE = ZoneInfo("Europe/Paris")  # the dates Enedis writes are French ones
 
 # A call that cannot get a slot within this many seconds is answered 429 (SPEC §2).
@@ -317,7 +317,7 @@ class EnedisClient:
 
     # --- the v2 consent
 
-    def usage_points_for(self, autorisation_id: str, started: float) -> list[str]:
+    def usage_points_for(self, autorisation_id: str, started: float, flow_key: str = "") -> list[str]:
         """The usage points of a fresh v2 consent: every distinct `pointId` of
         its ACTIF or DEMANDE services that began (`dateDebut`, a French date)
         no earlier than the day before `started` (epoch, when the flow began),
@@ -326,9 +326,13 @@ class EnedisClient:
         An `autorisation_id` is a short number that anyone may learn or guess;
         only a share made for this flow proves that the person owns the
         meter. Enedis keeps the id when a person withdraws and shares again,
-        and the new share is fresh. Raises ValueError for an id that is not an
-        Enedis autorisationId (nothing is sent), StaleConsent when every
-        service is older, UpstreamError when Enedis cannot say, UpstreamBusy
+        and the new share is fresh. Enedis refuses to share a meter that is
+        already shared, so one share comes back to one flow: the first flow
+        (`flow_key`) to redeem its services holds them, and another flow
+        presenting the id is refused, however fresh the share. Raises
+        ValueError for an id that is not an Enedis autorisationId (nothing is
+        sent), StaleConsent when every service is older or the share is held
+        by another flow, UpstreamError when Enedis cannot say, UpstreamBusy
         at once when no thread or no outbound slot is free (a browser waits)."""
         number = autorisation_number(autorisation_id)
         if not self._data_calls.acquire(blocking=False):
@@ -354,6 +358,13 @@ class EnedisClient:
                         "redeeming another person's consent (the person must withdraw the share on Enedis's "
                         "site and share again)", name, began.isoformat() if began else "an unknown date")
             raise StaleConsent(name)
+        share = self._keyed(f"{number}|" + "|".join(sorted(f"{s.get('id')}@{s.get('dateDebut')}" for s in fresh)))
+        if not self.store.add(SHARE_KIND, share, {"flow": flow_key}, self.config.duration_seconds):
+            holder = self.store.get(SHARE_KIND, share)
+            if holder is None or not hmac.compare_digest(str(holder.get("flow")), flow_key):
+                log.warning("v2 consent %s refused: this share was already redeemed by another flow; someone may be "
+                            "redeeming another person's consent", name)
+                raise StaleConsent(name)
         points = list(dict.fromkeys(service["pointId"] for service in fresh))
         count = self.store.incr(REDEEM_KIND, name, self.config.duration_seconds)
         log.info("v2 consent %s redeemed (redemption %d) for usage points %s", name, count, ",".join(points))
@@ -382,8 +393,11 @@ class EnedisClient:
     def _loggable_id(self, number: int) -> str:
         """An autorisationId is short: a plain hash of it would be reversed in
         seconds, so logs and the store get a digest keyed with the secret."""
+        return self._keyed(str(number))[:12]
+
+    def _keyed(self, text: str) -> str:
         key = (self.config.client_secret or self.config.client_id).encode()
-        return hmac.new(key, str(number).encode(), "sha256").hexdigest()[:12]
+        return hmac.new(key, text.encode(), "sha256").hexdigest()
 
     # --- any call
 

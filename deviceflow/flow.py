@@ -49,7 +49,8 @@ EXPIRED_MEMORY = 24 * 3600
 # Failed user-code entries are counted per network (an IPv4 address, an IPv6
 # /64) and for the whole server. Past GUESSES_GLOBAL within the window, code
 # entry is refused only to sites that failed within it (an IPv4 address, an
-# IPv6 /56, which one household or one host usually holds whole): a guesser
+# IPv6 /48, the most a household, a hosted machine or a tunnel broker hands
+# out): a guesser
 # spread over many addresses gets one guess per site and hour, and a person
 # whose network has not failed is not refused for what others did. Past
 # GUESSES_CEILING, which takes thousands of sites, everybody waits: the hard
@@ -59,7 +60,7 @@ GUESSES_PER_ADDRESS_WINDOW = 15 * 60
 GUESSES_GLOBAL = 300
 GUESSES_CEILING = 3000
 GUESSES_GLOBAL_WINDOW = 3600
-IPV6_NETWORK, IPV6_SITE = 64, 56
+IPV6_NETWORK, IPV6_SITE = 64, 48
 # Device codes issued per client address: a home asks for a few a year; a
 # flood would fill the store with pending flows (and the user-code space
 # with live codes, raising the odds of a guess).
@@ -405,18 +406,20 @@ class DeviceFlow:
         and is spent once the flow is approved or denied, or by any return
         that could never approve it. A v2 share that Enedis has not
         registered yet, or Enedis not answering, leaves it, so that reloading
-        the page tries again. When `address` is given, the return counts
-        against that network's budget of returns.
+        the page tries again. When `address` is given, a return naming a
+        flow of this browser counts against that network's budget.
         """
-        if address is not None and self.store.incr(
-                "returns", network_of(address), RETURNS_PER_ADDRESS_WINDOW) > RETURNS_PER_ADDRESS:
-            raise PageError("too_many_returns", 429, RETURNS_PER_ADDRESS_WINDOW)
         state = params.get("state") or ""
         record = self.store.get("state", state) if state else None
         if record is None:
             raise PageError("bad_state")
         if not browser_id or not hmac.compare_digest(record["browser"], digest(browser_id)):
             raise PageError("bad_state")
+        # Counted once the return names a flow of this browser: returns that name none cost nothing,
+        # and must not let a neighbour behind the same address spend the person's budget.
+        if address is not None and self.store.incr(
+                "returns", network_of(address), RETURNS_PER_ADDRESS_WINDOW) > RETURNS_PER_ADDRESS:
+            raise PageError("too_many_returns", 429, RETURNS_PER_ADDRESS_WINDOW)
         if self.store.incr("state_returns", state, self.config.code_lifetime) > RETURNS_PER_STATE:
             self._discard(state)
             raise PageError("bad_state")
@@ -464,7 +467,7 @@ class DeviceFlow:
                 self._discard(state)
                 raise PageError("bad_return")
             self._bind(state, autorisation_id)
-            return self._shared_usage_points(state, autorisation_id, record["started"])
+            return self._shared_usage_points(state, autorisation_id, record)
         try:
             if autorisation_id or not params.get("code"):
                 raise ValueError("not a v1 return")
@@ -482,12 +485,13 @@ class DeviceFlow:
             log.warning("a consent return named another autorisation_id than its state's first one: refused")
             raise PageError("bad_state")
 
-    def _shared_usage_points(self, state: str, autorisation_id: str, started: float) -> list[str]:
+    def _shared_usage_points(self, state: str, autorisation_id: str, record: dict) -> list[str]:
         """v2 consent: Enedis names the usage points of a fresh share, not the browser's URL."""
         if self.upstream is None:
             raise PageError("upstream_unavailable", 502)
         try:
-            points = self.upstream.usage_points_for(autorisation_id, started=started)
+            points = self.upstream.usage_points_for(autorisation_id, started=record["started"],
+                                                    flow_key=record["device"])
         except ValueError:
             self._discard(state)
             raise PageError("bad_usage_points") from None

@@ -577,6 +577,7 @@ class Simulator:
         self._refresh_tokens: dict[str, dict] = {}
         self._codes: dict[str, dict] = {}  # v1 authorization codes
         self._autorisations: dict[int, dict] = {}  # v2 consents
+        self._shares = 0
         self.app = bottle.Bottle()
         self._add_routes()
 
@@ -811,10 +812,12 @@ class Simulator:
                 # browser never comes back to the application.
                 refused = self.v2_reshare_fails and autorisation_id in self._autorisations
                 if not refused:
+                    self._shares += 1
                     self._autorisations[autorisation_id] = {
                         "client_id": self.client_id, "prms": (prms[0],),
                         "start": today, "end": _add_duration(today, params["duration"]),
                         "lookups": 0,  # for subscribed_delay_calls
+                        "share": self._shares,  # a share made again opens new services
                     }
             if refused:
                 return _error_page(400, "Une erreur est survenue lors du partage de vos "
@@ -883,7 +886,7 @@ class Simulator:
                           ("IDX", "P1D", True)]
             for n, (measure, step, injection) in enumerate(kinds):
                 services.append({
-                    "id": f"{autorisation_id}{n:02d}",
+                    "id": f"{autorisation_id}{consent.get('share', 0):04d}{n:02d}",
                     "injection": injection,
                     "soutirage": not injection,
                     "serviceCode": "ACCES",

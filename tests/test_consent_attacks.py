@@ -208,20 +208,35 @@ def test_consent_look_ups_share_the_data_calls_cap_of_threads(make_proxy, enedis
 
 
 def test_returns_are_limited_per_network(make_proxy, enedis, clock):
-    app = make_proxy()
-    for i in range(RETURNS_PER_ADDRESS):
-        env = {"REMOTE_ADDR": f"2001:db8:1:2::{i:x}"}
-        assert app.get("/auth/redirect", {"state": "x", "autorisation_id": "1"}, extra_environ=env,
+    app = make_proxy(ENEDIS_AUTHORIZE_VERSION="v1")
+    code = get_code(app)
+    network = "2001:db8:1:2::{:x}"
+    for i in range(RETURNS_PER_ADDRESS):  # each return spends its state: a new one each time
+        state = confirm(app, code["user_code"])["state"]
+        assert app.get("/auth/redirect", {"state": state, "code": "x"}, extra_environ={"REMOTE_ADDR": network.format(i)},
                        expect_errors=True).status_int == 400
-    refused = app.get("/auth/redirect", {"state": "x"}, extra_environ={"REMOTE_ADDR": "2001:db8:1:2::ffff"},
-                      expect_errors=True)
+    state = confirm(app, code["user_code"])["state"]
+    refused = app.get("/auth/redirect", {"state": state, "code": "x", "usage_point_id": PRM1},
+                      extra_environ={"REMOTE_ADDR": network.format(0xffff)}, expect_errors=True)
     assert refused.status_int == 429 and int(refused.headers["Retry-After"]) == RETURNS_PER_ADDRESS_WINDOW
     # Another network is not concerned; the limit lifts after its window.
-    code, state = start(app)
-    assert back(app, state, code="x", usage_point_id=PRM1).status_int == 400
+    assert back(app, state, code="x", usage_point_id=PRM1).status_int == 200
+    assert minted(app, code)["usage_points_id"] == PRM1
     clock.advance(RETURNS_PER_ADDRESS_WINDOW + 1)
-    assert app.get("/auth/redirect", {"state": "x"}, extra_environ={"REMOTE_ADDR": "2001:db8:1:2::ffff"},
-                   expect_errors=True).status_int == 400
+    other = get_code(app)
+    state = confirm(app, other["user_code"])["state"]
+    assert app.get("/auth/redirect", {"state": state, "code": "x", "usage_point_id": PRM1},
+                   extra_environ={"REMOTE_ADDR": network.format(1)}).status_int == 200
+
+
+def test_returns_naming_no_flow_of_the_browser_do_not_spend_the_budget(make_proxy, enedis):
+    """A neighbour behind the same address sends junk returns: the person's own return still goes through."""
+    app = make_proxy(ENEDIS_AUTHORIZE_VERSION="v1")
+    code, state = start(app)
+    for _ in range(RETURNS_PER_ADDRESS * 2):
+        assert app.get("/auth/redirect", expect_errors=True, headers={"Cookie": ""}).status_int == 400
+        assert back(app, "not-a-state", code="x", usage_point_id=PRM2).status_int == 400
+    assert back(app, state, code="x", usage_point_id=PRM1).status_int == 200
 
 
 # --- 4. guessing limits that one host cannot turn against everyone
@@ -361,3 +376,36 @@ def test_a_server_taking_v1_returns_says_so_once_at_start_up(live_server):
     v1_log, v2_log = (process.log.read_text() for process in live_server.processes)
     assert v1_log.count("WARNING") == 1 and "ENEDIS_AUTHORIZE_VERSION=v1" in v1_log and "cannot confirm" in v1_log
     assert "ENEDIS_AUTHORIZE_VERSION=v1" not in v2_log
+
+
+def test_a_fresh_share_redeemed_by_its_flow_is_refused_to_any_other(make_proxy, enedis, caplog):
+    """The id of today's share leaks (a proxy's access log, a screenshot): whoever learns it gets nothing,
+    since Enedis sends one share back to one flow, the person's own."""
+    subscribed(enedis, services(PRM1))
+    app = make_proxy()
+    code, state = start(app)
+    assert back(app, state, autorisation_id=AUTORISATION_ID).status_int == 200  # the owner
+    assert minted(app, code)["usage_points_id"] == PRM1
+    app.reset()  # the attacker: his own browser, his own device
+    for _ in range(2):
+        stolen_code, stolen_state = start(app)
+        with caplog.at_level(logging.WARNING, logger="deviceflow.enedis"):
+            page = back(app, stolen_state, autorisation_id=AUTORISATION_ID)
+        assert page.status_int == 403 and "retirez le partage" in page.text
+        assert minted(app, stolen_code)["error"] == "authorization_pending"
+    assert tokens_in_store(app) == 2  # the owner's access and refresh tokens, nothing more
+    assert "already redeemed by another flow" in caplog.text and AUTORISATION_ID not in caplog.text
+
+
+def test_the_owner_reloading_after_a_lost_answer_still_completes(make_proxy, enedis):
+    """The share is held by the flow, not by one request: the same flow coming back again is served."""
+    subscribed(enedis, services(PRM1))
+    app = make_proxy()
+    code = get_code(app)
+    first_state = confirm(app, code["user_code"])["state"]
+    second_state = confirm(app, code["user_code"])["state"]  # the person pressed the button twice
+    enedis_client = app.app.web.flow.upstream
+    record = app.app.web.store.get("state", first_state)
+    enedis_client.usage_points_for(AUTORISATION_ID, record["started"], flow_key=record["device"])
+    assert back(app, second_state, autorisation_id=AUTORISATION_ID).status_int == 200
+    assert minted(app, code)["usage_points_id"] == PRM1

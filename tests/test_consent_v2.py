@@ -22,8 +22,9 @@ TODAY = "2027-01-15"  # the test clock's day in France
 ATTEMPTS = len(SUBSCRIBED_RETRY_PAUSES) + 1
 
 
-def services(*points, etat="ACTIF", since=TODAY):
-    listed = [{"id": f"{n}", "pointId": point, "etatCode": etat, "dateDebut": since, "dateFin": "2030-01-15",
+def services(*points, etat="ACTIF", since=TODAY, share=1):
+    """Enedis's answer for one share; a share made again opens services with new ids."""
+    listed = [{"id": f"{share}{n:02d}", "pointId": point, "etatCode": etat, "dateDebut": since, "dateFin": "2030-01-15",
                "serviceCode": "ACCES", "mesuresTypeCode": "CDC", "injection": False, "soutirage": True,
                "autorisation": {"autorisationId": int(AUTORISATION_ID), "autorisationType": "EXPLICITE"}}
               for n, point in enumerate(points)]
@@ -188,7 +189,7 @@ def test_concurrent_completion_delivers_once(make_config, sqlite_store, clock):
     """Another request with the same state completes while this one waits on
     Enedis: the state is taken at the end, so this one gets bad_state."""
     class Enedis:
-        def usage_points_for(self, autorisation_id, started):
+        def usage_points_for(self, autorisation_id, started, flow_key):
             if not asked:
                 asked.append(autorisation_id)
                 inner.append(flow.complete(params, "browser"))  # the other request, finishing first
@@ -215,8 +216,8 @@ def redemptions(caplog):
 
 def test_every_redemption_is_logged_without_the_id_and_counted(proxy, enedis, caplog):
     caplog.set_level(logging.INFO)
-    subscribed(enedis, services(PRM1))
-    for _ in range(2):  # a reinstall: Enedis gives the same id again
+    for share in (1, 2):  # a reinstall: the person shares again, and Enedis gives the same id
+        enedis.upsert(responses.POST, SUBSCRIBED_URL, json=services(PRM1, share=share))
         code, state = start_flow(proxy)
         assert back_from_enedis(proxy, state, autorisation_id=AUTORISATION_ID).status_int == 200
         assert poll(proxy, code["device_code"]).status_int == 200
