@@ -278,3 +278,11 @@ def test_a_bad_option_value_names_the_option_unless_the_environment_overrides_it
 def test_a_missing_options_file_is_an_error(tmp_path):
     with pytest.raises(ConfigError, match="options file .*nowhere.json not found"):
         load({}, dotenv_path=None, options_path=tmp_path / "nowhere.json")
+
+
+def test_pass_through_towards_enedis_v2_page_is_warned_about():
+    """Enedis's v2 page returns no authorization code: a FLOW=DEVICE server pointed at it cannot complete."""
+    [warning] = configuration.startup_warnings(load({"FLOW": "DEVICE"}, dotenv_path=None))
+    assert "returns no authorization code" in warning
+    generic = load({"FLOW": "DEVICE", "AUTHORIZATION_ENDPOINT": "https://auth.example.com/authorize"}, dotenv_path=None)
+    assert configuration.startup_warnings(generic) == []
