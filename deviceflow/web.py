@@ -45,6 +45,9 @@ LANG_COOKIE = "deviceflow_lang"
 DEVICE_PREFIXES = ("/device/", "/data/", "/.well-known/", "/healthz")
 DATA_PROXY_PREFIX = "/data/proxy/"
 VIA = f"1.1 deviceflow/{__version__}"
+# Every JSON answer to a device; /data/proxy and /device/proxy too, whatever
+# upstream's Content-Type (their bodies are checked to be UTF-8 JSON).
+DEVICE_JSON = "application/json; charset=utf-8"
 # Where Enedis sends the person back: the query (state) is single use, so the
 # page shown there is kept a while for its language switch to show it again.
 RETURN_PREFIX = "/auth/redirect"
@@ -127,7 +130,7 @@ def ascii_only(text: str) -> str:
 # --- output
 
 def json_response(body: dict, status: int = 200, headers: dict | None = None) -> bottle.HTTPResponse:
-    return device_response(json.dumps(body), status, "application/json", headers)
+    return device_response(json.dumps(body), status, DEVICE_JSON, headers)
 
 
 def device_response(body: bytes | str, status: int, content_type: str,
@@ -137,6 +140,7 @@ def device_response(body: bytes | str, status: int, content_type: str,
     response.set_header("Content-Type", content_type)
     response.set_header("Cache-Control", "no-store")
     response.set_header("Pragma", "no-cache")
+    response.set_header("X-Content-Type-Options", "nosniff")
     return response
 
 
@@ -149,7 +153,7 @@ def data_response(answer) -> bottle.HTTPResponse:
     headers = {"Via": VIA, "X-Enedis-Proxy-Source": answer.source}
     if answer.retry_after:
         headers["Retry-After"] = str(answer.retry_after)
-    return device_response(answer.body, answer.status, answer.content_type, headers)
+    return device_response(answer.body, answer.status, DEVICE_JSON, headers)
 
 
 def error_response(error: OAuthError | UpstreamError) -> bottle.HTTPResponse:
@@ -477,12 +481,12 @@ class Web:
         @app.post("/device/proxy")
         @device
         def device_proxy():
-            """The pass-through refresh: upstream's own answer, status and content type kept."""
+            """The pass-through refresh: upstream's own answer and status kept, always as JSON."""
             check_user_agent(self.config, bottle.request.get_header("User-Agent"))
             form = read_form(bottle.request.environ)
             client_id = flow.check_client(form.get("client_id"))
             forwarded = flow.passthrough.forward_refresh(form, client_id)
-            return device_response(forwarded.body, forwarded.status, forwarded.content_type)
+            return device_response(forwarded.body, forwarded.status, DEVICE_JSON)
 
         @app.get(DATA_PROXY_PREFIX + "<path:path>")
         @device
