@@ -7,10 +7,10 @@ The PHP server (Device-Flow-Proxy-Server for Enedis) keeps everything in one
 PostgreSQL table `cache(key, value, expire_at)` whose values are PHP
 `serialize()` strings. Its only long-lived state is `refresh_token:<token>`,
 valued with the comma-separated usage points (`;` in older records) and
-living four years, longer than the consent behind it (DURATION). Everything else there (device codes, states, access
-tokens, rate-limit buckets) lives minutes or hours and is not worth carrying:
-a device whose access token is unknown here gets `invalid_token` and
-refreshes.
+living four years, longer than the consent behind it (DURATION). Everything
+else there (device codes, states, access tokens, rate-limit buckets) lives
+minutes or hours and is not worth carrying: a device whose access token is
+unknown here gets `invalid_token` and refreshes.
 """
 
 from __future__ import annotations
