@@ -14,6 +14,8 @@ import time
 
 import pytest
 import responses
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from deviceflow import translate
 from deviceflow.enedis import EnedisClient
@@ -217,6 +219,38 @@ def test_wrong_types_at_every_level_give_v5_text_or_nothing(proxy_in, enedis):
     enedis.replace(responses.GET, LOAD_CURVE_2026, status=400,
                    json={"error": "E1", "error_description": "bad", "detail": {"nested": [1, 2]}})
     assert fetch(app, token).json == {"error": "E1", "error_description": "bad"}
+
+
+# Names the translation reads, so that random answers reach every branch of it.
+NAMES = st.sampled_from([
+    "grandeur", "points", "v", "d", "p", "n", "unite", "grandeurMetier", "grandeurPhysique", "CONS", "PA", "EA", "PMA",
+    "idPrm", "periode", "dateDebut", "dateFin", "pas", "etapeMetier", "contracts", "contract_type", "subscribed_power",
+    "value", "unit", "segment", "person", "customer", "organization", "contact_data", "landline", "phone", "email",
+    "address", "postal_code_city", "error", "error_description", "error_uri", "code", "message", "fault", "relais",
+    "plageHeuresCreuses", "dispositifComptage", "typeComptage", "consumption_last_activation_date", "x"])
+SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5) | NAMES
+ANSWERS = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(NAMES, inner, max_size=5),
+                       max_leaves=30)
+
+
+def leaves(value):
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list):
+        return [leaf for item in value for leaf in leaves(item)]
+    return [value]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.sampled_from(sorted(translate._MEASURES) + sorted(translate._CUSTOMERS)),
+       st.sampled_from([200, 400, 404, 429, 500]), ANSWERS, ANSWERS, ANSWERS)
+def test_translate_takes_wrong_types_at_every_level(path, status, first, synth, comptage):
+    """Whatever JSON Enedis sends (once parse_json let it through), the
+    translation answers text where v5 had text, and never raises."""
+    params = {"usage_point_id": PRM1, **WEEK}
+    v5_status, body = translate.to_v5(path, params, [(status, first), (200, synth), (200, comptage)])
+    assert isinstance(v5_status, int) and all(isinstance(leaf, str) for leaf in leaves(body))
+    translate.should_fall_back(v5_status, json.dumps(body, allow_nan=False))
 
 
 @pytest.mark.parametrize("body", [b'{"meter_reading": NaN}', b'{"meter_reading": {"value": 1e999}}',
