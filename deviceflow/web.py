@@ -609,8 +609,9 @@ class Web:
         if bottle.request.path.startswith(DEVICE_PREFIXES):
             code = codes.get(status, "server_error")
             bottle.response.status = 400 if status == 413 else status
-            bottle.response.set_header("Content-Type", "application/json")
+            bottle.response.set_header("Content-Type", DEVICE_JSON)
             bottle.response.set_header("Cache-Control", "no-store")
+            bottle.response.set_header("X-Content-Type-Options", "nosniff")
             return json.dumps({"error": code, "error_description": code.replace("_", " ")})
         reason = {404: "not_found", 405: "bad_request", 413: "bad_request", 400: "bad_request"}.get(status, "server")
         return self.page("error", status=status, reason=reason)

@@ -413,3 +413,10 @@ def test_an_upstream_dripping_past_the_deadline_is_a_504(make_web, make_config, 
     assert answer_deadline(config) == 1.5
     assert is_upstream_error(answer, status=504, error="upstream_timeout")
     assert took < answer_deadline(config) + 1.0
+
+
+def test_the_frameworks_own_errors_on_device_paths_are_json_with_nosniff(app):
+    for response in (app.get("/data/unknown", expect_errors=True), app.put("/device/token", expect_errors=True)):
+        assert response.status_int in (404, 405) and response.json["error"]
+        assert response.headers["Content-Type"] == "application/json; charset=utf-8"
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
