@@ -33,7 +33,7 @@ log = logging.getLogger("deviceflow.upstream")
 # at most 7 days of load curve (16 kB) per call.
 MAX_ANSWER_BYTES = 4 * 1024 * 1024
 READ_CHUNK = 64 * 1024
-# Enedis answers nest 6 levels at the most, token responses 2. Deeper JSON is
+# Enedis answers nest 5 levels at the most, token responses 2. Deeper JSON is
 # refused, so that nothing that walks an answer afterwards can exhaust the stack.
 MAX_JSON_DEPTH = 64
 # An answer must be whole within the connect timeout plus this many read
