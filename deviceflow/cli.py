@@ -303,6 +303,7 @@ def import_php(args, config, store) -> int:
     print(f"import-php{' (dry run: nothing written)' if args.dry_run else ''} from {source}")
     print(f"  refresh tokens read: {summary.read}")
     print(f"  {'would be imported' if args.dry_run else 'imported'}: {summary.imported}")
+    print(f"    with their expiry brought back to DURATION ({config.duration}) from now: {summary.capped}")
     print(f"  skipped: {sum(summary.skipped.values())}")
     for reason, count in sorted(summary.skipped.items()):
         print(f"    {reason}: {count}")

@@ -15,7 +15,7 @@ import os
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit
 
 from dotenv import dotenv_values
 
@@ -128,15 +128,36 @@ class Config:
     __str__ = __repr__
 
 
+# Query parameters of a connection string whose value may be a credential:
+# password, tlsCertificateKeyFilePassword, authMechanismProperties (it carries
+# AWS_SESSION_TOKEN), a token, a key, a secret, a signature...
+SECRET_PARAMETER = re.compile(r"pass|pwd|secret|token|key|credential|signature|^sig$|authmechanismproperties",
+                              re.IGNORECASE)
+
+
 def redact_uri(uri: str) -> str:
-    """A connection string with its password replaced, fit for logs."""
+    """A connection string fit for logs: the password of its user information,
+    every query parameter whose name suggests a secret and any fragment are
+    replaced by ***. Read as text, not parsed, so that a malformed URI (an
+    unencoded @ or [ in the password) is redacted too."""
     if not uri:
         return uri
-    parts = urlsplit(uri)
-    if parts.password is None:
-        return uri
-    netloc = parts.netloc.replace(":" + parts.password + "@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    scheme, separator, rest = uri.partition("://")
+    if not separator:
+        scheme, rest = "", uri
+    rest, hash_, _ = rest.partition("#")
+    authority_and_path, question, query = rest.partition("?")
+    if "@" in authority_and_path:
+        # The user information ends at the last @ before the query: a password may hold / or @.
+        userinfo, _, hosts = authority_and_path.rpartition("@")
+        user, colon, _ = userinfo.partition(":")
+        authority_and_path = f"{user}{colon and ':***'}@{hosts}"
+    pairs = re.split(r"([&;])", query) if question else []
+    for index in range(0, len(pairs), 2):
+        name, equals, value = pairs[index].partition("=")
+        if equals and value and SECRET_PARAMETER.search(name):
+            pairs[index] = f"{name}=***"
+    return f"{scheme}{separator}{authority_and_path}{question}{''.join(pairs)}{hash_ and '#***'}"
 
 
 def load(environ: dict | None = None, dotenv_path: str | os.PathLike | None = ".env",
@@ -212,6 +233,26 @@ def _url(env, name, default):
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"{name} must be an http(s) URL, got {value!r}")
     return value
+
+
+def _upstream_url(env, name, default):
+    """An upstream endpoint: https, since the client secret, codes and tokens
+    travel to it; http only to a loopback host (a local simulator or test upstream)."""
+    value = _url(env, name, default)
+    parts = urlsplit(value)
+    if parts.scheme == "http" and not _loopback(parts.hostname):
+        raise ConfigError(f"{name} must be an https URL (the secret and tokens would travel in clear); "
+                          f"http is taken for a loopback host only, got {redact_uri(value)!r}")
+    return value
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback  # 127.0.0.0/8, ::1
+    except ValueError:
+        return False
 
 
 def _choice(env, name, default, choices, upper=False):
@@ -328,10 +369,10 @@ def _parse(env: dict, demo: bool, port: int | None) -> Config:
         data_endpoint = internal
     else:
         default_authorize = DEFAULT_AUTHORIZATION_ENDPOINT.replace("/v2/", f"/{authorize_version}/")
-        authorization_endpoint = _url(env, "AUTHORIZATION_ENDPOINT", default_authorize)
-        token_endpoint = _url(env, "TOKEN_ENDPOINT", DEFAULT_TOKEN_ENDPOINT)
-        token_endpoint_v3 = _url(env, "TOKEN_ENDPOINT_V3", DEFAULT_TOKEN_ENDPOINT_V3)
-        data_endpoint = _url(env, "DATA_ENDPOINT", DEFAULT_DATA_ENDPOINT)
+        authorization_endpoint = _upstream_url(env, "AUTHORIZATION_ENDPOINT", default_authorize)
+        token_endpoint = _upstream_url(env, "TOKEN_ENDPOINT", DEFAULT_TOKEN_ENDPOINT)
+        token_endpoint_v3 = _upstream_url(env, "TOKEN_ENDPOINT_V3", DEFAULT_TOKEN_ENDPOINT_V3)
+        data_endpoint = _upstream_url(env, "DATA_ENDPOINT", DEFAULT_DATA_ENDPOINT)
 
     redirect_uri = _url(env, "REDIRECT_URI", f"{base_url}/auth/redirect")
     duration = _get(env, "DURATION", "P3Y") or "P3Y"

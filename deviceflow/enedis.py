@@ -49,7 +49,7 @@ from deviceflow.config import Config
 from deviceflow.metrics import Metrics
 from deviceflow.store import Store
 from deviceflow.upstream import (UpstreamBadAnswer, UpstreamError, UpstreamTimeout, UpstreamUnreachable,
-                                 json_body, make_session, send)
+                                 json_body, make_session, parse_json, send, understood)
 from deviceflow.usage_points import is_usage_point
 
 log = logging.getLogger("deviceflow.enedis")
@@ -208,7 +208,8 @@ class EnedisClient:
         if calls is None:
             return self._forward_v5(path, params)
         try:
-            answer = self._ask_new(path, params, calls)
+            with understood(f"enedis {path}"):
+                answer = self._ask_new(path, params, calls)
         except NO_ANSWER as error:
             if mode == MODE_NEW:
                 raise
@@ -238,7 +239,8 @@ class EnedisClient:
         query = [(name, params[name]) for name in V5_QUERY if name in params]
         response = self.call("GET", f"{self.config.data_endpoint}/{path}", params=query)
         log.info("enedis %s -> %d in %.2fs", path, response.status_code, time.monotonic() - started)
-        return self._answer(response, SOURCE_LEGACY)
+        with understood(f"enedis {path}"):
+            return self._answer(response, SOURCE_LEGACY)
 
     def _ask_new(self, path: str, params: dict[str, str], calls: tuple[translate.NewCall, ...]) -> Answer:
         """The Data Connect 2026 calls answering a v5 request, their answers
@@ -263,10 +265,10 @@ class EnedisClient:
                 raise UpstreamBadAnswer("Enedis refused the proxy's access token")
             if status == 429:
                 # A part of the answer throttled is no answer: the device retries later for all of it.
-                v5_status, body = translate.to_v5(path, params, [(status, response.content)])
+                v5_status, body = translate.to_v5(path, params, [(status, _readable(response.content))])
                 return Answer(v5_status, json.dumps(body).encode(), "application/json", SOURCE_NEW,
                               retry_after_of(response, self.clock()))
-            answers.append((status, response.content))
+            answers.append((status, _readable(response.content)))
             metering_answered |= new_call.path.startswith(translate.COMPTAGE) and 200 <= status < 300
             if len(answers) == 1 and not 200 <= status < 300:
                 break  # the others could not make up for it
@@ -305,15 +307,14 @@ class EnedisClient:
             raise UpstreamBadAnswer("Enedis refused the proxy's access token")
         if 300 <= status < 400:
             raise UpstreamBadAnswer(f"Enedis answered {status} (a redirect, not followed)")
-        body, content_type = response.content, response.headers.get("Content-Type", "")
+        body = response.content  # JSON, whatever Content-Type Enedis claims (text/html is never relayed)
         if not _is_json(body):
             if status < 400:
                 raise UpstreamBadAnswer(f"Enedis answered {status} with a body that is not JSON")
             description = f"Enedis answered {status} with a body that is not JSON"
             body = json.dumps({"error": "upstream_error", "error_description": description}).encode()
-            content_type = "application/json"
         retry_after = retry_after_of(response, self.clock()) if status == 429 else None
-        return Answer(status, body, content_type or "application/json", source, retry_after)
+        return Answer(status, body, "application/json", source, retry_after)
 
     # --- the v2 consent
 
@@ -386,9 +387,10 @@ class EnedisClient:
             listed = []  # an empty page may come without its list
         if not isinstance(listed, list):
             raise UpstreamBadAnswer("the subscribed services answer holds no list")
-        return [service for service in listed if isinstance(service, dict)
-                and service.get("etatCode") in SUBSCRIBED_STATES
-                and is_usage_point(service.get("pointId"))]
+        with understood("subscribed_services"):
+            return [service for service in listed if isinstance(service, dict)
+                    and service.get("etatCode") in SUBSCRIBED_STATES
+                    and is_usage_point(service.get("pointId"))]
 
     def _loggable_id(self, number: int) -> str:
         """An autorisationId is short: a plain hash of it would be reversed in
@@ -433,6 +435,9 @@ class EnedisClient:
             raise
         except UpstreamUnreachable:
             self.metrics.enedis_call(api, "unreachable")
+            raise
+        except UpstreamBadAnswer:  # too large, or not decodable
+            self.metrics.enedis_call(api, "unreadable")
             raise
         self.metrics.enedis_call(api, response.status_code)
         return response
@@ -501,8 +506,8 @@ class EnedisClient:
                 raise UpstreamBadAnswer("Enedis refused the proxy's client credentials")
             raise UpstreamBadAnswer(f"the Enedis token endpoint answered {status}")
         try:
-            body = response.json()
-        except ValueError:
+            body = parse_json(response.content)
+        except UpstreamBadAnswer:
             body = None
         token = body.get("access_token") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
@@ -554,10 +559,19 @@ def _day(value) -> date | None:
 
 def _is_json(body: bytes) -> bool:
     try:
-        json.loads(body)
-    except ValueError:  # UnicodeDecodeError included
+        parse_json(body)
+    except UpstreamBadAnswer:
         return False
     return True
+
+
+def _readable(body: bytes):
+    """An answer for deviceflow.translate: its JSON, or "" when it has none
+    that parse_json takes (translate then answers `upstream_error`)."""
+    try:
+        return parse_json(body)
+    except UpstreamBadAnswer:
+        return ""
 
 
 def _seconds(value, default: int) -> int:
@@ -607,6 +621,6 @@ def retry_after_of(response: requests.Response, now: float) -> int:
     if moment is not None:
         return int(min(MAX_RETRY_AFTER, max(1, math.ceil(moment - now))))
     header = response.headers.get("Retry-After", "").strip()
-    if header.isdigit():
+    if header.isascii() and header.isdigit():  # "²" is a digit to isdigit(), not to int()
         return int(min(MAX_RETRY_AFTER, max(1, int(header))))
     return DEFAULT_RETRY_AFTER

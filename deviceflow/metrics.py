@@ -49,7 +49,7 @@ class Metrics:
             registry=registry)
         self.enedis_calls = Counter(
             "deviceflow_enedis_calls", "Calls to Enedis by API (token, data, subscribed_services) and "
-            "HTTP status (or timeout, unreachable)", ["api", "status"], registry=registry)
+            "HTTP status (or timeout, unreachable, unreadable)", ["api", "status"], registry=registry)
         self.budget_waits = Counter(
             "deviceflow_enedis_budget_waits", "Calls that had to wait for a slot of "
             "ENEDIS_MAX_CALLS_PER_SECOND, by outcome (served, refused)", ["outcome"], registry=registry)
@@ -73,7 +73,7 @@ class Metrics:
         self.data_calls.labels(str(status), source).inc()
 
     def enedis_call(self, api: str, status: int | str) -> None:
-        """One call made to Enedis (`status`: its HTTP status, or `timeout` / `unreachable`)."""
+        """One call made to Enedis (`status`: its HTTP status, or `timeout` / `unreachable` / `unreadable`)."""
         self.enedis_calls.labels(api, str(status)).inc()
         self._count_minute(ENEDIS_CALLS)
 

@@ -7,10 +7,10 @@ The PHP server (Device-Flow-Proxy-Server for Enedis) keeps everything in one
 PostgreSQL table `cache(key, value, expire_at)` whose values are PHP
 `serialize()` strings. Its only long-lived state is `refresh_token:<token>`,
 valued with the comma-separated usage points (`;` in older records) and
-living four years. Everything else there (device codes, states, access
-tokens, rate-limit buckets) lives minutes or hours and is not worth carrying:
-a device whose access token is unknown here gets `invalid_token` and
-refreshes.
+living four years, longer than the consent behind it (DURATION). Everything
+else there (device codes, states, access tokens, rate-limit buckets) lives
+minutes or hours and is not worth carrying: a device whose access token is
+unknown here gets `invalid_token` and refreshes.
 """
 
 from __future__ import annotations
@@ -29,8 +29,11 @@ from deviceflow.store import Store, digest
 
 REFRESH_PREFIX = "refresh_token:"
 CSV_HEADER = ["key", "value", "expire_at"]
-# PHP's tokens are bin2hex(random_bytes(32)); anything printable and short is taken.
-TOKEN = re.compile(r"[\x21-\x7e]{1,512}")
+# PHP's tokens are bin2hex(random_bytes(32)): 64 characters. Anything printable
+# from 32 characters (128 bits as hex) is taken; a shorter one was never issued
+# by PHP, and would let whoever guesses it refresh for someone's meters.
+MIN_TOKEN_LENGTH = 32
+TOKEN = re.compile(r"[\x21-\x7e]{%d,512}" % MIN_TOKEN_LENGTH)
 PHP_STRING = re.compile(r's:(\d+):"(.*)";', re.DOTALL)
 
 # Why a row was not imported, as the summary says it.
@@ -61,6 +64,7 @@ class ImportSummary:
     imported: int = 0
     skipped: Counter = field(default_factory=Counter)
     other_keys: int = 0      # device codes, states, access tokens, rate limits: not carried over
+    capped: int = 0          # imported with an expiry brought back to now + DURATION
 
 
 # --- reading the PHP server's cache
@@ -130,6 +134,11 @@ def import_php(flow: DeviceFlow, rows: Iterable[Row], dry_run: bool = False) -> 
             continue
         summary.read += 1
         reason, token, points, expires = _check(row, now, flow.config.duration_seconds)
+        capped = reason is None and expires > now + flow.config.duration_seconds
+        if capped:
+            # A consent lasts DURATION at the most: given today, it would end then, so
+            # no PHP token is good for longer (year 9999 is a broken or forged row).
+            expires = now + flow.config.duration_seconds
         if reason is None and token in seen:
             reason = DUPLICATE
         if reason is None:
@@ -140,6 +149,7 @@ def import_php(flow: DeviceFlow, rows: Iterable[Row], dry_run: bool = False) -> 
                 reason = ALREADY
         if reason is None:
             summary.imported += 1
+            summary.capped += capped
         else:
             summary.skipped[reason] += 1
     return summary

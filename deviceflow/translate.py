@@ -272,7 +272,7 @@ def _decoded(body: Any) -> Any:
     if isinstance(body, str):
         try:
             return json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than the stack
             return body
     return body
 
@@ -289,7 +289,7 @@ def _meter_reading(measure: _Measure, params: Mapping[str, str], body: Any) -> d
     readings = [r for r in (_interval_reading(p, measure, step) for p in points) if r]
 
     reading_type = {
-        "unit": grandeur.get("unite") or measure.unit,
+        "unit": _string(grandeur.get("unite")) or measure.unit,
         "measurement_kind": measure.measurement_kind,
         "aggregate": measure.aggregate,
     }
@@ -297,11 +297,11 @@ def _meter_reading(measure: _Measure, params: Mapping[str, str], body: Any) -> d
         reading_type["measuring_period"] = step or measure.measuring_period
     periode = body.get("periode") if isinstance(body.get("periode"), dict) else {}
     return {
-        "usage_point_id": body.get("idPrm") or params.get("usage_point_id"),
-        "start": periode.get("dateDebut") or params.get("start"),
-        "end": periode.get("dateFin") or params.get("end"),
+        "usage_point_id": _string(body.get("idPrm")) or params.get("usage_point_id"),
+        "start": _string(periode.get("dateDebut")) or params.get("start"),
+        "end": _string(periode.get("dateFin")) or params.get("end"),
         # v5 always carried it; BRUT is what it said for these APIs
-        "quality": body.get("etapeMetier") or "BRUT",
+        "quality": _string(body.get("etapeMetier")) or "BRUT",
         "reading_type": reading_type,
         "interval_reading": readings,
     }
@@ -327,12 +327,17 @@ def _interval_reading(point: Any, measure: _Measure, step: str | None) -> dict |
     # stamp the END of the interval (same 96 points measured on 2026-10-04)
     reading = {"value": value, "date": when}
     if measure.load_curve:
-        interval = point.get("p") or step
+        interval = _string(point.get("p")) or step
         if interval:
             reading["interval_length"] = interval
-        if point.get("n"):
+        if _string(point.get("n")):
             reading["measure_type"] = point["n"]
     return reading
+
+
+def _string(value: Any) -> str | None:
+    """A non-empty string of the answer, or None: a v5 client expects text where v5 had text."""
+    return value if isinstance(value, str) and value else None
 
 
 def _text(value: Any) -> str | None:
@@ -391,7 +396,7 @@ def _subscribed_power(power: Any) -> str | None:
     if isinstance(power, str):
         return power
     if isinstance(power, dict) and _text(power.get("value")) is not None:
-        return f"{_text(power['value'])} {power.get('unit') or 'kVA'}"
+        return f"{_text(power['value'])} {_string(power.get('unit')) or 'kVA'}"
     return None
 
 
@@ -474,11 +479,13 @@ def _error_answer(status: int | None, body: Any) -> tuple[int, dict[str, str]]:
 def _v5_error(body: Any) -> dict[str, Any] | None:
     """The v5 {error, error_description} of a 2026 error body, or None."""
     if isinstance(body, dict) and isinstance(body.get("error"), str):
-        # Already v5 (ADAM-ERR0123 still comes that way): kept, but in ASCII
-        v5 = dict(body)
-        v5["error"] = _ascii(body["error"]) or UPSTREAM_ERROR
-        if isinstance(body.get("error_description"), str):
-            v5["error_description"] = _ascii(body["error_description"])
+        # Already v5 (ADAM-ERR0123 still comes that way): its RFC 6749 fields
+        # kept, in ASCII; a description may be missing (or not be text)
+        description = body.get("error_description")
+        v5 = {"error": _ascii(body["error"]) or UPSTREAM_ERROR,
+              "error_description": _ascii(description) if isinstance(description, str) else ""}
+        if isinstance(body.get("error_uri"), str):
+            v5["error_uri"] = body["error_uri"][:_MAX_DESCRIPTION]
         return v5
     if isinstance(body, list) and body and all(isinstance(e, dict) for e in body):
         # Swagger "Erreur": a list of {code, message}

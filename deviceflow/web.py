@@ -45,6 +45,9 @@ LANG_COOKIE = "deviceflow_lang"
 DEVICE_PREFIXES = ("/device/", "/data/", "/.well-known/", "/healthz")
 DATA_PROXY_PREFIX = "/data/proxy/"
 VIA = f"1.1 deviceflow/{__version__}"
+# Every JSON answer to a device; /data/proxy and /device/proxy too, whatever
+# upstream's Content-Type (their bodies are checked to be UTF-8 JSON).
+DEVICE_JSON = "application/json; charset=utf-8"
 # Where Enedis sends the person back: the query (state) is single use, so the
 # page shown there is kept a while for its language switch to show it again.
 RETURN_PREFIX = "/auth/redirect"
@@ -127,7 +130,7 @@ def ascii_only(text: str) -> str:
 # --- output
 
 def json_response(body: dict, status: int = 200, headers: dict | None = None) -> bottle.HTTPResponse:
-    return device_response(json.dumps(body), status, "application/json", headers)
+    return device_response(json.dumps(body), status, DEVICE_JSON, headers)
 
 
 def device_response(body: bytes | str, status: int, content_type: str,
@@ -137,6 +140,7 @@ def device_response(body: bytes | str, status: int, content_type: str,
     response.set_header("Content-Type", content_type)
     response.set_header("Cache-Control", "no-store")
     response.set_header("Pragma", "no-cache")
+    response.set_header("X-Content-Type-Options", "nosniff")
     return response
 
 
@@ -149,7 +153,7 @@ def data_response(answer) -> bottle.HTTPResponse:
     headers = {"Via": VIA, "X-Enedis-Proxy-Source": answer.source}
     if answer.retry_after:
         headers["Retry-After"] = str(answer.retry_after)
-    return device_response(answer.body, answer.status, answer.content_type, headers)
+    return device_response(answer.body, answer.status, DEVICE_JSON, headers)
 
 
 def error_response(error: OAuthError | UpstreamError) -> bottle.HTTPResponse:
@@ -477,14 +481,14 @@ class Web:
         @app.post("/device/proxy")
         @device
         def device_proxy():
-            """The pass-through refresh: upstream's own answer, status and content type kept."""
+            """The pass-through refresh: upstream's own answer and status kept, always as JSON."""
             if not self.config.device_mode:  # no upstream token to refresh: never lend the secret
                 raise NotFound("/device/proxy serves FLOW=DEVICE only")
             check_user_agent(self.config, bottle.request.get_header("User-Agent"))
             form = read_form(bottle.request.environ)
             client_id = flow.check_client(form.get("client_id"))
             forwarded = flow.passthrough.forward_refresh(form, client_id)
-            return device_response(forwarded.body, forwarded.status, forwarded.content_type)
+            return device_response(forwarded.body, forwarded.status, DEVICE_JSON)
 
         @app.get(DATA_PROXY_PREFIX + "<path:path>")
         @device
@@ -613,8 +617,9 @@ class Web:
         if bottle.request.path.startswith(DEVICE_PREFIXES):
             code = codes.get(status, "server_error")
             bottle.response.status = 400 if status == 413 else status
-            bottle.response.set_header("Content-Type", "application/json")
+            bottle.response.set_header("Content-Type", DEVICE_JSON)
             bottle.response.set_header("Cache-Control", "no-store")
+            bottle.response.set_header("X-Content-Type-Options", "nosniff")
             return json.dumps({"error": code, "error_description": code.replace("_", " ")})
         reason = {404: "not_found", 405: "bad_request", 413: "bad_request", 400: "bad_request"}.get(status, "server")
         return self.page("error", status=status, reason=reason)

@@ -63,13 +63,13 @@ def test_imported_token_refreshes_through_device_token(flow, make_web, config, s
 
 def test_imported_tokens_keep_their_expiry_and_are_stored_hashed(flow, sqlite_store, clock, tmp_path):
     ops.import_php(flow, csv_rows())
-    record = sqlite_store.get("refresh", digest(php_token(1)))
-    assert record["expires"] == datetime(2030, 6, 1, 10, tzinfo=timezone.utc).timestamp()
-    assert record["usage_points"] == [PRM1] and record["client_id"] == "test-client"
+    record = sqlite_store.get("refresh", digest(php_token(3)))
+    assert record["expires"] == datetime(2029, 12, 31, 23, 59, 59, tzinfo=timezone.utc).timestamp()
+    assert record["usage_points"] == ["44444444444444", "55555555555555"] and record["client_id"] == "test-client"
     raw = b"".join(p.read_bytes() for p in tmp_path.glob("store.sqlite3*"))
-    assert php_token(1).encode() not in raw
-    clock.now = datetime(2030, 6, 1, 10, 0, 1, tzinfo=timezone.utc).timestamp()
-    assert sqlite_store.get("refresh", digest(php_token(1))) is None
+    assert php_token(3).encode() not in raw
+    clock.now = datetime(2029, 12, 31, 23, 59, 59, 1, tzinfo=timezone.utc).timestamp()
+    assert sqlite_store.get("refresh", digest(php_token(3))) is None
 
 
 def test_expired_and_unusable_tokens_are_not_filed(flow, sqlite_store):
@@ -109,9 +109,9 @@ def test_csv_dates_without_offset_follow_the_given_zone():
 
 
 def test_malformed_rows_and_repeated_tokens_are_skipped(flow):
-    lines = ["key,value,expire_at", "only,two", 'refresh_token:abc,"s:14:""11111111111111"";",someday',
-             'refresh_token:def,"s:14:""11111111111111"";",2030-01-01 00:00:00',
-             'refresh_token:def,"s:14:""11111111111111"";",2030-01-01 00:00:00',
+    lines = ["key,value,expire_at", "only,two", f'refresh_token:{php_token(7)},"s:14:""11111111111111"";",someday',
+             f'refresh_token:{php_token(8)},"s:14:""11111111111111"";",2030-01-01 00:00:00',
+             f'refresh_token:{php_token(8)},"s:14:""11111111111111"";",2030-01-01 00:00:00',
              'refresh_token:,"s:14:""11111111111111"";",2030-01-01 00:00:00']
     summary = ops.import_php(flow, ops.rows_from_csv(lines))
     assert summary.imported == 1

@@ -290,7 +290,8 @@ def test_proxy_forwards_a_refresh_with_the_secret(device_app, upstream):
     answer = device_app.post("/device/proxy", {**REFRESH_FORM, "scope": "openid"})
     assert answer.status_int == 200
     assert answer.body == b'{"access_token": "new", "refresh_token": "newer"}'
-    assert answer.headers["Content-Type"] == "application/json;charset=UTF-8"
+    assert answer.headers["Content-Type"] == "application/json; charset=utf-8"
+    assert answer.headers["X-Content-Type-Options"] == "nosniff"
     assert answer.headers["Cache-Control"] == "no-store"
     call = upstream.calls[0]
     assert sent_form(call) == {**REFRESH_FORM, "scope": "openid", "client_secret": SECRET}
