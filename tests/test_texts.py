@@ -2,6 +2,7 @@
 
 import re
 import string
+from pathlib import Path
 
 import pytest
 
@@ -60,3 +61,11 @@ def test_durations_are_spelled_for_people(seconds, french, english):
 ])
 def test_language_is_the_explicit_choice_then_the_browser_preference(query, cookie, accept, expected):
     assert pick_language(query, cookie, accept) == expected
+
+
+def test_the_project_stands_alone():
+    """Nothing a user reads points outside the repository or at one machine's folders."""
+    root = Path(__file__).resolve().parent.parent
+    for path in [root / "README.md", root / "openapi.yaml", *root.glob("docs/**/*.md"), *root.glob("addon/*.md")]:
+        text = path.read_text(encoding="utf-8")
+        assert "../shared" not in text and "/work/" not in text, path
