@@ -54,7 +54,7 @@ EXPIRED_MEMORY = 24 * 3600
 # spread over many addresses gets one guess per site and hour, and a person
 # whose network has not failed is not refused for what others did. Past
 # GUESSES_CEILING, which takes thousands of sites, everybody waits: the hard
-# bound on guesses (scheme and odds in the README).
+# bound on guesses (scheme and odds in docs/security.md, "Guessing user codes").
 GUESSES_PER_ADDRESS = 10
 GUESSES_PER_ADDRESS_WINDOW = 15 * 60
 GUESSES_GLOBAL = 300

@@ -14,7 +14,7 @@ ever, and a hundred of them locked everyone out. Here:
   `channel_timeout`'s, as before.
 
 Against many addresses opening connections faster than they are closed, only
-a reverse proxy in front helps (README, "Public servers").
+a reverse proxy in front helps (docs/operations.md, "Public servers").
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from deviceflow.flow import (DEVICE_CODES_PER_ADDRESS, DEVICE_CODES_WINDOW, GUES
 from deviceflow.web import ClientAddress
 from helpers import get_code
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+SECURITY = Path(__file__).resolve().parent.parent / "docs" / "security.md"
 
 
 def wrong_guess(app, address=None, **kwargs):
@@ -75,13 +75,13 @@ def superscript(number: int) -> str:
     return str(number).translate(str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹"))
 
 
-def test_the_readme_states_the_odds_the_limits_give():
-    """The README's figures follow from the constants: change one, the text must follow."""
+def test_the_docs_state_the_odds_the_limits_give():
+    """docs/security.md's figures follow from the constants: change one, the text must follow."""
     codes = len(USER_CODE_ALPHABET) ** USER_CODE_LENGTH
     per_day = GUESSES_CEILING * 86400 // GUESSES_GLOBAL_WINDOW
-    per_guess = 1000 / codes  # 1,000 live codes at any moment, as the README assumes
+    per_guess = 1000 / codes  # 1,000 live codes at any moment, as docs/security.md assumes
     per_day_odds = 1 - (1 - per_guess) ** per_day
-    text = " ".join(README.read_text(encoding="utf-8").split())
+    text = " ".join(SECURITY.read_text(encoding="utf-8").split())
     assert f"{GUESSES_PER_ADDRESS} per {GUESSES_PER_ADDRESS_WINDOW // 60} minutes" in text
     assert f"past {GUESSES_GLOBAL} per hour" in text and f"past {GUESSES_CEILING:,} per hour" in text
     assert f"{codes / 1e10:.2f} × 10¹⁰ codes" in text

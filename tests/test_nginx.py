@@ -1,4 +1,4 @@
-"""The reverse proxy the README asks public servers to put in front: docs/nginx-deviceflow.conf,
+"""The reverse proxy docs/operations.md asks public servers to put in front: docs/nginx-deviceflow.conf,
 as it is, in front of a live deviceflow, with slow clients at the door."""
 
 import datetime as dt
