@@ -55,19 +55,19 @@ class ConfigError(Exception):
 
 # --- parsers ------------------------------------------------------------------
 # A parser turns the text of a set variable (stripped, maybe blank) into the
-# value of its setting, or raises a ConfigError naming it. It returns DEFAULT
-# for "take the default": unset and blank mean the same, except where a blank
+# value of its setting, or raises a ConfigError naming it; it returns TAKE_DEFAULT
+# to take the default. Unset and blank mean the same, except where a blank
 # is itself a value to check (an empty URL or choice is refused: the operator
 # wrote the variable and meant something). The first line of its docstring is
 # what the docs show in the "values" column ({low}, {high}, {choices} filled
 # from the setting's range); its return annotation is the `Config` field's type.
 
-DEFAULT = object()
+TAKE_DEFAULT = object()
 
 
 def text(setting: Setting, value: str) -> str:
     """text"""
-    return value or DEFAULT
+    return value or TAKE_DEFAULT
 
 
 def names(setting: Setting, value: str) -> tuple[str, ...]:
@@ -78,7 +78,7 @@ def names(setting: Setting, value: str) -> tuple[str, ...]:
 def whole_number(setting: Setting, value: str) -> int:
     """{low} to {high}"""
     if value == "":
-        return DEFAULT
+        return TAKE_DEFAULT
     try:
         number = int(value)
     except ValueError:
@@ -92,7 +92,7 @@ def whole_number(setting: Setting, value: str) -> int:
 def number(setting: Setting, value: str) -> float:
     """{low} to {high}"""
     if value == "":
-        return DEFAULT
+        return TAKE_DEFAULT
     try:
         parsed = float(value)
     except ValueError:
@@ -168,7 +168,7 @@ def php_boolean(setting: Setting, value: str) -> bool:
 def duration(setting: Setting, value: str) -> str:
     """ISO 8601 duration (`P3Y`, `P6M`, `P1Y6M`, `P30D`)"""
     if value == "":
-        return DEFAULT
+        return TAKE_DEFAULT
     parse_duration(setting.name, value)
     return value
 
@@ -200,7 +200,7 @@ def bearer_token(setting: Setting, value: str) -> str:
 def mongodb_uri(setting: Setting, value: str) -> str:
     """`mongodb://…` or `mongodb+srv://…`"""
     if value == "":
-        return DEFAULT
+        return TAKE_DEFAULT
     if not value.startswith(("mongodb://", "mongodb+srv://")):
         raise ConfigError(f"{setting.name} must start with mongodb:// or mongodb+srv://")
     return value
@@ -288,8 +288,8 @@ class Setting:
         if reading.demo and self.demo is not None:
             return self.demo(reading)
         raw = reading.env.get(self.name)
-        value = DEFAULT if raw is None else self.parse(self, str(raw).strip())
-        if value is not DEFAULT:
+        value = TAKE_DEFAULT if raw is None else self.parse(self, str(raw).strip())
+        if value is not TAKE_DEFAULT:
             return value
         return self.default(reading) if callable(self.default) else self.default
 
@@ -363,12 +363,12 @@ def _db_type(reading: _Reading) -> str:
     return "mongodb" if reading["MONGODB_URI"] else "sqlite"
 
 
-def _php_db(help: str) -> str:
-    return f"the PHP server's way to name its MongoDB: {help}"
+def _php_db(what: str) -> str:
+    return f"the PHP server's way to name its MongoDB: {what}"
 
 
-UNTRUSTED = "[untrusted answers](../README.md#what-upstream-answers-is-untrusted-input)"
-WHOLE_ANSWER = f"an answer must also be whole within connect + 2 × read (65 s by default: {UNTRUSTED})"
+_UNTRUSTED = "[untrusted answers](../README.md#what-upstream-answers-is-untrusted-input)"
+_WHOLE_ANSWER = f"an answer must also be whole within connect + 2 × read (65 s by default: {_UNTRUSTED})"
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("BASE_URL", url, _base_url, option="base_url", shown="`http://localhost:8080` (the port served)",
@@ -421,9 +421,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DATA_CALLS_PER_MINUTE", whole_number, 30, range=(1, 600),
             help="`/data/proxy` calls allowed per access token within any 60 s; past it 429 with `Retry-After`"),
     Setting("UPSTREAM_CONNECT_TIMEOUT", number, 5.0, range=(0.1, 120),
-            help=f"seconds to connect, on every upstream call; {WHOLE_ANSWER}"),
+            help=f"seconds to connect, on every upstream call; {_WHOLE_ANSWER}"),
     Setting("UPSTREAM_READ_TIMEOUT", number, 30.0, range=(0.1, 600),
-            help=f"seconds to wait for each read, on every upstream call; {WHOLE_ANSWER}"),
+            help=f"seconds to wait for each read, on every upstream call; {_WHOLE_ANSWER}"),
     Setting("VERSION_MIN", version, None,
             help="refuse device requests whose `User-Agent` is not `Name/x.y.z` with at least this version "
                  "(400 `version_mismatch`)"),
@@ -470,9 +470,9 @@ SETTINGS: tuple[Setting, ...] = (
                  "`METRICS`)"),
 )
 
+SETTING = {setting.name: setting for setting in SETTINGS}
 # Every name this server reads; anything else found in a .env (the PHP server's
 # APP_ENV, APP_SECRET, ...) is reported once and ignored.
-SETTING = {setting.name: setting for setting in SETTINGS}
 KNOWN_NAMES = frozenset(SETTING)
 
 
