@@ -1,12 +1,17 @@
-"""Configuration: SPEC §2 names and defaults, validation, secrets kept out of sight."""
+"""Configuration: the PHP server's names and defaults, validation, secrets kept out of sight."""
 
+import dataclasses
+import difflib
 import json
 import logging
+from pathlib import Path
 
 import pytest
 
 from deviceflow import config as configuration
-from deviceflow.config import ConfigError, load
+from deviceflow.config import SETTINGS, ConfigError, load
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_defaults_follow_the_spec():
@@ -286,3 +291,74 @@ def test_pass_through_towards_enedis_v2_page_is_warned_about():
     assert "returns no authorization code" in warning
     generic = load({"FLOW": "DEVICE", "AUTHORIZATION_ENDPOINT": "https://auth.example.com/authorize"}, dotenv_path=None)
     assert configuration.startup_warnings(generic) == []
+
+
+@pytest.mark.parametrize("value, on", [("", False), ("0", False), ("false", False), ("No", False), ("OFF", False),
+                                       ("1", True), ("true", True), ("yes", True), ("S256", True)])
+def test_pkce_is_read_as_the_php_server_read_it(value, on):
+    """A PHP boolean: "" and "0" are false there; the words a flag takes for off are off too."""
+    assert load({"CLIENT_ID": "a", "PKCE": value}, dotenv_path=None).pkce is on
+    assert load({"CLIENT_ID": "a"}, dotenv_path=None).pkce is False
+
+
+# --- the table of settings
+
+def test_the_configuration_document_is_the_table():
+    path = REPO / "docs" / "configuration.md"
+    written = path.read_text(encoding="utf-8") if path.is_file() else ""
+    made = configuration.markdown()
+    if written != made:
+        diff = "".join(list(difflib.unified_diff(written.splitlines(True), made.splitlines(True),
+                                                 "docs/configuration.md", "the table"))[:40])
+        pytest.fail(f"docs/configuration.md is not what SETTINGS says; regenerate it with\n"
+                    f"    {configuration.MARKDOWN_COMMAND}\n{diff}")
+
+
+def test_every_addon_option_is_a_setting_of_the_table():
+    addon = json.loads((REPO / "addon" / "config.json").read_text(encoding="utf-8"))
+    by_option = {setting.option: setting.name for setting in SETTINGS if setting.option}
+    assert set(addon["schema"]) - set(configuration.RUN_OPTIONS) == set(by_option)
+    assert configuration.OPTION_NAMES == by_option
+    assert set(configuration.RUN_OPTIONS).isdisjoint(by_option)
+
+
+def test_the_known_names_and_the_config_fields_are_the_tables():
+    assert configuration.KNOWN_NAMES == {setting.name for setting in SETTINGS}
+    assert len(SETTINGS) == len(configuration.KNOWN_NAMES)  # no name twice
+    fields = [f.name for f in dataclasses.fields(configuration.Config)]
+    derived = [name for name, _, _ in configuration.DERIVED]
+    assert fields == [setting.field for setting in SETTINGS if setting.field] + derived
+    assert all(setting.help.strip() for setting in SETTINGS)
+
+
+def test_the_defaults_in_the_table_are_those_of_an_empty_environment():
+    config = load({"CLIENT_ID": "a"}, dotenv_path=None)
+    for setting in SETTINGS:
+        if setting.field and not callable(setting.default):
+            assert getattr(config, setting.field) == setting.default, setting.name
+    # Config() is the configuration of an empty environment, but for the CLIENT_ID that load() requires.
+    assert configuration.Config() == dataclasses.replace(config, client_id="")
+
+
+def test_a_default_outside_its_range_is_told_in_words():
+    for setting in SETTINGS:
+        if setting.range and isinstance(setting.default, (int, float)) and not callable(setting.default):
+            low, high = setting.range
+            assert low <= setting.default <= high or setting.shown, setting.name
+
+
+def test_a_blank_number_path_or_duration_is_its_default_a_blank_url_or_choice_is_refused():
+    config = load({"CLIENT_ID": "a", "THREADS": "", "REQUEST_TIMEOUT": " ", "DURATION": "", "SQLITE_PATH": "",
+                   "MONGODB_URI": "", "DB_ADDRESS": "db.example"}, dotenv_path=None)
+    assert (config.threads, config.request_timeout, config.duration) == (32, 10.0, "P3Y")
+    assert config.sqlite_path == "./data/deviceflow.sqlite3" and config.mongodb_uri == "mongodb://db.example:27017/"
+    for name in ("BASE_URL", "REDIRECT_URI", "DATA_ENDPOINT", "LOG_LEVEL", "ENEDIS_API_MODE", "DB_TYPE"):
+        with pytest.raises(ConfigError, match=f"^{name} must"):
+            load({"CLIENT_ID": "a", name: ""}, dotenv_path=None)
+
+
+def test_the_php_mongodb_port_is_read_only_when_the_uri_is_built_from_it():
+    with pytest.raises(ConfigError, match="^DB_PORT must be a whole number"):
+        load({"CLIENT_ID": "a", "DB_ADDRESS": "db.example", "DB_PORT": "x"}, dotenv_path=None)
+    assert load({"CLIENT_ID": "a", "MONGODB_URI": "mongodb://db.example/x", "DB_ADDRESS": "db.example",
+                 "DB_PORT": "x"}, dotenv_path=None).mongodb_uri == "mongodb://db.example/x"

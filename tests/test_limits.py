@@ -140,8 +140,9 @@ def echo_address(environ, start_response):
 
 
 def through(trusted, peer, **headers):
-    from deviceflow.config import _networks
-    app = TestApp(ClientAddress(echo_address, _networks({"T": trusted}, "T")))
+    from deviceflow.config import load
+    proxies = load({"CLIENT_ID": "c", "TRUSTED_PROXIES": trusted}, dotenv_path=None).trusted_proxies
+    app = TestApp(ClientAddress(echo_address, proxies))
     return app.get("/", headers=headers, extra_environ={"REMOTE_ADDR": peer}).text.split()
 
 
