@@ -12,7 +12,7 @@ holds real answers it is checked against), module by module:
 * ``tokens``: ``/oauth2/v3/token`` (client_credentials) and ``/v1/oauth2/token``
   (authorization_code with PKCE S256, refresh_token);
 * ``v5``: the v5 data APIs (``metering_data_*``, ``customers_*``);
-* ``dc2026``: the Data Connect 2026 APIs (``subscribed_services``,
+* ``data_connect_2026``: the Data Connect 2026 APIs (``subscribed_services``,
   ``mesure_synchrone_auto/v2``, ``situation_contrat_auto``, ...), serving the
   same numbers as v5, so that a v5 <-> 2026 translation can be checked end to end;
 * ``protocol``: Enedis's error bodies and headers, shared by all;

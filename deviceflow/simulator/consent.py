@@ -19,13 +19,17 @@ import hashlib
 import pathlib
 import threading
 import urllib.parse
-from typing import TypedDict
+from typing import TYPE_CHECKING, TypedDict
 
 import bottle
 
 from deviceflow.simulator.dates import add_duration, duration_days, today
 from deviceflow.simulator.meters import METERS
 from deviceflow.simulator.protocol import html_answer, redirect, request_arg
+
+if TYPE_CHECKING:
+    from deviceflow.simulator.control import Knobs
+    from deviceflow.simulator.tokens import TokenEndpoints
 
 TEMPLATES = pathlib.Path(__file__).with_name("templates")
 # The authorize request's parameters, carried through the form as hidden fields.
@@ -98,7 +102,8 @@ class ConsentPages:
     knobs: read for `v2_reshare_fails` and `subscribed_delay_calls`.
     """
 
-    def __init__(self, public_base: str, client_id: str, registered_redirect_uri: str | None, clock, tokens, knobs):
+    def __init__(self, public_base: str, client_id: str, registered_redirect_uri: str | None, clock,
+                 tokens: TokenEndpoints, knobs: Knobs):
         self.public_base = public_base
         self.client_id = client_id
         self.registered_redirect_uri = registered_redirect_uri

@@ -18,9 +18,9 @@ import threading
 import bottle
 
 from deviceflow.simulator.protocol import (
-    bearer_token, forbidden, json_answer, not_found, same_secret, throttled, unauthorized,
+    bearer_token, forbidden, html_answer, json_answer, not_found, same_secret, throttled, unauthorized,
 )
-from deviceflow.simulator.tokens import REFRESH_LIFETIME
+from deviceflow.simulator.tokens import REFRESH_LIFETIME, TokenEndpoints
 
 # A delay holds a thread per data call, and failures are kept in memory until used or reset.
 CONTROL_MAX_BODY = 64 * 1024
@@ -84,7 +84,6 @@ KNOBS = (
     Knob("comptage_subscribed", bool, True, meaning="off: comptage_auto answers the gateway's 403"),
     Knob("v2_reshare_fails", bool, False, meaning="on: sharing an already shared PRM fails, as at Enedis"),
 )
-KNOBS_BY_NAME = {knob.name: knob for knob in KNOBS}
 
 
 def check_failure(entry) -> None:
@@ -109,8 +108,7 @@ def failure_answer(entry: dict, path: str) -> bottle.HTTPResponse:
     status = int(entry.get("status", 500))
     body = entry.get("body")
     if isinstance(body, str):  # e.g. an HTML page from a load balancer
-        return bottle.HTTPResponse(body=body.encode("utf-8"), status=status,
-                                   headers={"Content-Type": "text/html; charset=utf-8"})
+        return html_answer(status, body)
     if body is not None:
         return json_answer(status, body)
     if status == 429:
@@ -179,7 +177,7 @@ class ControlEndpoints:
     tokens: revoked by the `revoke_tokens` action.
     """
 
-    def __init__(self, knobs: Knobs, control_token: str, tokens):
+    def __init__(self, knobs: Knobs, control_token: str, tokens: TokenEndpoints):
         self.knobs = knobs
         self.control_token = control_token
         self.tokens = tokens
@@ -202,7 +200,7 @@ class ControlEndpoints:
             request = json.loads(bottle.request.body.read(CONTROL_MAX_BODY) or b"{}")
             if not isinstance(request, dict):
                 raise ValueError("a JSON object is expected")
-            changes = {name: knob.parse(request[name]) for name, knob in KNOBS_BY_NAME.items() if name in request}
+            changes = {knob.name: knob.parse(request[knob.name]) for knob in KNOBS if knob.name in request}
             actions = {name: _boolean(name, request[name]) for name in ACTIONS if name in request}
         except (ValueError, TypeError, OverflowError, RecursionError) as exc:
             return _invalid_request(400, str(exc)[:200])

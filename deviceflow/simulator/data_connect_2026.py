@@ -8,16 +8,21 @@ Anything outside their Swagger gets Enedis's 500 technical error, not a 400.
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import bottle
 
-from deviceflow.simulator.consent import Autorisation
+from deviceflow.simulator.consent import Autorisation, ConsentPages
 from deviceflow.simulator.dates import itc_date, parse_date, today
 from deviceflow.simulator.meters import (
-    curve_points, daily_energy, days, max_power, meter_for, monthly_max_power, refused_period,
+    Meter, curve_points, daily_energy, days, max_power, meter_for, monthly_max_power, refused_period,
 )
 from deviceflow.simulator.protocol import forbidden, json_answer, request_arg, technical_error, v5_error
 from deviceflow.usage_points import is_usage_point
+
+if TYPE_CHECKING:
+    from deviceflow.simulator.control import Knobs
+    from deviceflow.simulator.tokens import TokenEndpoints
 
 MEASURES = {
     # name under /mesure_synchrone_auto/v2/: (kind, direction)
@@ -27,8 +32,6 @@ MEASURES = {
     "production_quotidienne": ("daily", "PROD"),
     "courbe_de_charge_production": ("curve", "PROD"),
 }
-# The contract (ITC) APIs, each at /<name>/v1/<prm>
-CONTRACTS = ("situation_contrat_auto", "synth_contrat_auto", "comptage_auto", "donnees_generales_auto")
 DEFAULT_STATES = ["ACTIF", "DEMANDE"]
 
 
@@ -68,14 +71,14 @@ def services_of(autorisation_id: int, autorisation: Autorisation) -> list[dict]:
 
 
 class DataConnect2026:
-    """The handlers of /subscribed_services/v1, MEASURES and CONTRACTS.
+    """The handlers of /subscribed_services/v1, MEASURES and CONTRACTS (defined below).
 
     tokens: checks the bearer.
     consents: the v2 consents that /subscribed_services/v1 looks up.
     knobs: read for `comptage_subscribed` (off: comptage_auto answers the gateway's 403).
     """
 
-    def __init__(self, clock, tokens, consents, knobs):
+    def __init__(self, clock, tokens: TokenEndpoints, consents: ConsentPages, knobs: Knobs):
         self.clock = clock
         self.tokens = tokens
         self.consents = consents
@@ -148,48 +151,70 @@ class DataConnect2026:
         return json_answer(200, answer)
 
     def contract(self, name: str, prm: str) -> bottle.HTTPResponse:
-        """One of the CONTRACTS APIs, for the PRM in the path."""
+        """The CONTRACTS API `name`, for the PRM in the path."""
         self.tokens.bearer(allow_v1=False)
         if name == "comptage_auto" and not self.knobs.comptage_subscribed:
             return forbidden()
         if not is_usage_point(prm):
             return json_answer(404, {"code": "404", "message": "PRM non existant"})
-        meter = meter_for(prm)
-        if name == "situation_contrat_auto":
-            person = {"title": meter.title, "lastname": meter.lastname, "firstname": meter.firstname}
-            contact = {"email": meter.email, "phone": meter.phone}
-            address = {"customer": {"adress": {  # sic, as Enedis spells it
-                "line1": f"{meter.title} {meter.firstname} {meter.lastname}",
-                "line4": meter.street, "line6": f"{meter.postal_code} {meter.city}",
-                "line7": "FRANCE"}}}
-            contracts = [{
-                "usage_point_id": prm, "contract_start": itc_date(meter.contract_start),
-                "contract_type": "Contrat GRD-F", "contractor": "Fournisseur Démo",
-                "distribution_tariff": meter.distribution_tariff,
-                "subscribed_power": {"unit": "kVA", "value": str(meter.kva)},
-                "segment": "C5", "customer": address, "contact_data": contact, "person": person}]
-            if meter.producer:  # the injection contract, without power
-                contracts.append({
-                    "usage_point_id": prm, "contract_start": itc_date(meter.production_activation),
-                    "contract_type": "Contrat GRD-A", "segment": "P4", "customer": address,
-                    "contact_data": contact, "person": person})
-            return json_answer(200, contracts)
-        if name == "synth_contrat_auto":
-            synth = {"segments": [{"segment": "C5"}] + ([{"segment": "P4"}] if meter.producer else [])}
-            if meter.producer:
-                synth["generation_last_activation_date"] = itc_date(meter.production_activation)
-            synth["consumption_last_activation_date"] = itc_date(meter.consumption_activation)
-            synth["last_subscribed_power_change_date"] = itc_date(meter.contract_start)
-            synth["services_level"] = "Communicant (ouvert aux services)"
-            return json_answer(200, synth)
-        if name == "comptage_auto":
-            relay = {"plageHeuresCreuses": meter.offpeak_hours} if meter.offpeak_hours else {}
-            return json_answer(200, {
-                "dispositifComptage": {"typeComptage": {"code": "AMM", "libelle": "Compteur Linky"}},
-                "compteurs": [{"numeroSerie": "0" + prm[-11:],
-                               "regimePropriete": {"code": "LOUE", "libelle": "Loué"}}],
-                "relais": relay})
-        return json_answer(200, {"address": {  # donnees_generales_auto
-            "number_street_name": meter.street,
-            "postal_code_city": f"{meter.postal_code} {meter.city}",
-            "insee_code": meter.insee_code}})
+        return json_answer(200, CONTRACTS[name](meter_for(prm)))
+
+
+def contract_situation(meter: Meter) -> list[dict]:
+    """situation_contrat_auto: the consumption contract, and the injection one (without power) of a producer."""
+    person = {"title": meter.title, "lastname": meter.lastname, "firstname": meter.firstname}
+    contact = {"email": meter.email, "phone": meter.phone}
+    address = {"customer": {"adress": {  # sic, as Enedis spells it
+        "line1": f"{meter.title} {meter.firstname} {meter.lastname}",
+        "line4": meter.street, "line6": f"{meter.postal_code} {meter.city}",
+        "line7": "FRANCE"}}}
+    contracts = [{
+        "usage_point_id": meter.prm, "contract_start": itc_date(meter.contract_start),
+        "contract_type": "Contrat GRD-F", "contractor": "Fournisseur Démo",
+        "distribution_tariff": meter.distribution_tariff,
+        "subscribed_power": {"unit": "kVA", "value": str(meter.kva)},
+        "segment": "C5", "customer": address, "contact_data": contact, "person": person}]
+    if meter.producer:
+        contracts.append({
+            "usage_point_id": meter.prm, "contract_start": itc_date(meter.production_activation),
+            "contract_type": "Contrat GRD-A", "segment": "P4", "customer": address,
+            "contact_data": contact, "person": person})
+    return contracts
+
+
+def contract_synthesis(meter: Meter) -> dict:
+    """synth_contrat_auto: segments and activation dates."""
+    synthesis = {"segments": [{"segment": "C5"}] + ([{"segment": "P4"}] if meter.producer else [])}
+    if meter.producer:
+        synthesis["generation_last_activation_date"] = itc_date(meter.production_activation)
+    synthesis["consumption_last_activation_date"] = itc_date(meter.consumption_activation)
+    synthesis["last_subscribed_power_change_date"] = itc_date(meter.contract_start)
+    synthesis["services_level"] = "Communicant (ouvert aux services)"
+    return synthesis
+
+
+def metering_device(meter: Meter) -> dict:
+    """comptage_auto: the meter itself, and its off-peak relay."""
+    relay = {"plageHeuresCreuses": meter.offpeak_hours} if meter.offpeak_hours else {}
+    return {
+        "dispositifComptage": {"typeComptage": {"code": "AMM", "libelle": "Compteur Linky"}},
+        "compteurs": [{"numeroSerie": "0" + meter.prm[-11:],
+                       "regimePropriete": {"code": "LOUE", "libelle": "Loué"}}],
+        "relais": relay}
+
+
+def general_data(meter: Meter) -> dict:
+    """donnees_generales_auto: the address of the usage point."""
+    return {"address": {
+        "number_street_name": meter.street,
+        "postal_code_city": f"{meter.postal_code} {meter.city}",
+        "insee_code": meter.insee_code}}
+
+
+# The contract (ITC) APIs, each at /<name>/v1/<prm>: the body each answers for a meter
+CONTRACTS = {
+    "situation_contrat_auto": contract_situation,
+    "synth_contrat_auto": contract_synthesis,
+    "comptage_auto": metering_device,
+    "donnees_generales_auto": general_data,
+}

@@ -12,13 +12,16 @@ import base64
 import hashlib
 import secrets
 import threading
-from typing import Literal, TypedDict
+from typing import TYPE_CHECKING, Literal, TypedDict
 
 import bottle
 
 from deviceflow.simulator.protocol import (
     NO_STORE, bearer_token, json_answer, oauth_error, request_arg, same_secret, unauthorized,
 )
+
+if TYPE_CHECKING:
+    from deviceflow.simulator.control import Knobs
 
 CODE_LIFETIME = 300  # authorization codes (v1 consent)
 REFRESH_LIFETIME = 3 * 366 * 86400
@@ -79,7 +82,7 @@ class TokenEndpoints:
     knobs: read for `token_lifetime`.
     """
 
-    def __init__(self, client_id: str, client_secret: str | None, clock, knobs):
+    def __init__(self, client_id: str, client_secret: str | None, clock, knobs: Knobs):
         self.client_id = client_id
         self.client_secret = client_secret
         self.clock = clock

@@ -1,17 +1,24 @@
 """The v5 data APIs: measures (``metering_data_*``) and customer data (``customers_*``).
 
 They take an application (v3) token, or a customer's (v1) token for the PRMs
-of its consent, and serve the same numbers as the 2026 APIs (dc2026.py).
+of its consent, and serve the same numbers as the 2026 APIs (data_connect_2026.py).
 """
 
 from __future__ import annotations
 
+import datetime as dt
+from typing import TYPE_CHECKING
+
 import bottle
 
 from deviceflow.simulator.dates import parse_date, today, v5_contract_date
-from deviceflow.simulator.meters import curve_points, daily_energy, days, max_power, meter_for, refused_period
+from deviceflow.simulator.meters import Meter, curve_points, daily_energy, days, max_power, meter_for, refused_period
 from deviceflow.simulator.protocol import json_answer, not_found, request_arg, v5_error
 from deviceflow.usage_points import is_usage_point
+
+if TYPE_CHECKING:
+    from deviceflow.simulator.control import Knobs
+    from deviceflow.simulator.tokens import TokenEndpoints
 
 MEASURES = {
     # path: (endpoint name, kind, direction)
@@ -37,7 +44,7 @@ class V5Apis:
     knobs: read for `v5_enabled` (off: every v5 API answers 404, as a switched-off API at Enedis's gateway).
     """
 
-    def __init__(self, clock, tokens, knobs):
+    def __init__(self, clock, tokens: TokenEndpoints, knobs: Knobs):
         self.clock = clock
         self.tokens = tokens
         self.knobs = knobs
@@ -69,36 +76,8 @@ class V5Apis:
         return json_answer(200, {"meter_reading": reading})
 
     def customer(self, name: str) -> bottle.HTTPResponse:
-        prm = self._usage_point()
-        meter = meter_for(prm)
-        usage_point = {"usage_point_id": prm, "usage_point_status": "com", "meter_type": "AMM"}
-        if name == "contracts":
-            contract = {
-                "segment": "C5",
-                "subscribed_power": f"{meter.kva} kVA",
-                "last_activation_date": v5_contract_date(meter.consumption_activation),
-                "distribution_tariff": "BTINFMU4" if meter.tariff == "HPHC" else "BTINFCUST",
-                "contract_type": "Contrat GRD-F",
-                "contract_status": "SERVC",
-                "last_distribution_tariff_change_date": v5_contract_date(meter.contract_start),
-            }
-            if meter.offpeak_hours:
-                contract["offpeak_hours"] = meter.offpeak_hours
-            return json_answer(200, {"customer": {"customer_id": meter.customer_id, "usage_points": [
-                {"usage_point": usage_point, "contracts": contract}]}})
-        if name == "addresses":
-            usage_point["usage_point_addresses"] = {
-                "street": meter.street, "locality": None, "postal_code": meter.postal_code,
-                "insee_code": meter.insee_code, "city": meter.city, "country": "France",
-                "geo_points": {"latitude": meter.latitude, "longitude": meter.longitude, "altitude": meter.altitude}}
-            return json_answer(200, {"customer": {"customer_id": meter.customer_id,
-                                                  "usage_points": [{"usage_point": usage_point}]}})
-        if name == "identity":  # shape of openapi-v5/10-customer.json
-            return json_answer(200, {"customer_id": meter.customer_id, "identity": {
-                "natural_person": {"title": meter.title, "firstname": meter.firstname, "lastname": meter.lastname}}})
-        # contact_data, shape of openapi-v5/11-contact.json
-        return json_answer(200, {"customer_id": meter.customer_id,
-                                 "contact": {"phone": meter.phone, "email": meter.email}})
+        """The CUSTOMERS API `name`, for the `usage_point_id` of the query."""
+        return json_answer(200, CUSTOMER_DATA[name](meter_for(self._usage_point())))
 
     def _usage_point(self) -> str:
         """The `usage_point_id` the request may read; raises Enedis's answer otherwise.
@@ -118,7 +97,7 @@ class V5Apis:
         return prm
 
     @staticmethod
-    def _date(query: bottle.FormsDict, name: str, label: str):
+    def _date(query: bottle.FormsDict, name: str, label: str) -> dt.date:
         """The "YYYY-MM-DD" date parameter `name`; raises the 400 that names it by `label` otherwise."""
         raw = request_arg(query, name)
         if not raw:
@@ -127,3 +106,47 @@ class V5Apis:
         if date is None:
             raise v5_error(400, "Invalid_request", f"{label} date parameter must be in the format YYYY-MM-DD")
         return date
+
+
+def _usage_point_summary(meter: Meter) -> dict:
+    return {"usage_point_id": meter.prm, "usage_point_status": "com", "meter_type": "AMM"}
+
+
+def contracts(meter: Meter) -> dict:
+    contract = {
+        "segment": "C5",
+        "subscribed_power": f"{meter.kva} kVA",
+        "last_activation_date": v5_contract_date(meter.consumption_activation),
+        "distribution_tariff": "BTINFMU4" if meter.tariff == "HPHC" else "BTINFCUST",
+        "contract_type": "Contrat GRD-F",
+        "contract_status": "SERVC",
+        "last_distribution_tariff_change_date": v5_contract_date(meter.contract_start),
+    }
+    if meter.offpeak_hours:
+        contract["offpeak_hours"] = meter.offpeak_hours
+    return {"customer": {"customer_id": meter.customer_id, "usage_points": [
+        {"usage_point": _usage_point_summary(meter), "contracts": contract}]}}
+
+
+def addresses(meter: Meter) -> dict:
+    usage_point = _usage_point_summary(meter)
+    usage_point["usage_point_addresses"] = {
+        "street": meter.street, "locality": None, "postal_code": meter.postal_code,
+        "insee_code": meter.insee_code, "city": meter.city, "country": "France",
+        "geo_points": {"latitude": meter.latitude, "longitude": meter.longitude, "altitude": meter.altitude}}
+    return {"customer": {"customer_id": meter.customer_id, "usage_points": [{"usage_point": usage_point}]}}
+
+
+def identity(meter: Meter) -> dict:
+    """The shape of openapi-v5/10-customer.json."""
+    return {"customer_id": meter.customer_id, "identity": {
+        "natural_person": {"title": meter.title, "firstname": meter.firstname, "lastname": meter.lastname}}}
+
+
+def contact_data(meter: Meter) -> dict:
+    """The shape of openapi-v5/11-contact.json."""
+    return {"customer_id": meter.customer_id, "contact": {"phone": meter.phone, "email": meter.email}}
+
+
+# The body each CUSTOMERS API answers for a meter, by endpoint name
+CUSTOMER_DATA = {"contracts": contracts, "addresses": addresses, "identity": identity, "contact_data": contact_data}
