@@ -185,8 +185,8 @@ class ControlEndpoints:
     def control(self) -> bottle.HTTPResponse:
         """Set knobs and take actions from a JSON object; answers the state, as GET /_stats.
 
-        All or nothing: any value refused, and nothing changes (except that a `reset` happens before
-        the bound on pending failures is checked against those the request adds).
+        All or nothing: when any value is refused, nothing changes; except that a `reset` happens
+        before the bound on pending failures is checked against those the request adds.
         """
         # The token first: nothing of an unauthenticated request is read, nothing changes.
         token = bearer_token()
