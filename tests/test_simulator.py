@@ -14,7 +14,7 @@ import pytest
 import webtest
 
 from deviceflow.simulator import (
-    CONSUMER_PRM, PRODUCER_PRM, SECONDARY_PRM, METERS, Simulator,
+    CONSUMER_PRM, KNOBS, PRODUCER_PRM, SECONDARY_PRM, METERS, Simulator,
 )
 
 CLIENT = "deviceflow-demo"
@@ -790,6 +790,29 @@ def test_control_knobs_are_bounded(app, sim):
     assert len(sim.fail) == 100
     control(app, sim, {"reset": True})
     assert sim.fail == []
+
+
+def test_every_knob_of_the_table_has_its_default_its_bounds_and_its_reset(app, sim):
+    """KNOBS drives POST /_control, GET /_stats and the reset: each knob, read from the table."""
+    defaults = {knob.name: list(knob.default) if knob.type is list else knob.default for knob in KNOBS}
+    stats = app.get("/_stats").json
+    assert {name: stats[name] for name in defaults} == defaults
+    assert set(stats) == {"calls", *defaults}
+    for knob in KNOBS:
+        if knob.type is bool:
+            control(app, sim, {knob.name: "yes"}, status=400)
+            changed = not knob.default
+        elif knob.type is list:
+            continue  # the failures have their own tests
+        else:
+            control(app, sim, {knob.name: knob.high + 1}, status=400)
+            control(app, sim, {knob.name: knob.low - 1}, status=400)
+            changed = knob.high
+        assert getattr(sim, knob.name) == knob.default  # a refused value changes nothing
+        assert control(app, sim, {knob.name: changed}).json[knob.name] == changed
+        assert getattr(sim, knob.name) == changed
+    assert control(app, sim, {"reset": True}).json == {"calls": {}, **defaults}
+    assert {knob.name: getattr(sim, knob.name) for knob in KNOBS} == defaults
 
 
 def test_delay_applies_to_data_calls_only(app, sim, token):

@@ -1,0 +1,2 @@
+% rebase("page.tpl", title="Erreur")
+<p class="error">{{message}}</p>
