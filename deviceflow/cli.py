@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
     serve.add_argument("--demo", action="store_true",
                        help="mount a simulated Enedis on the same port and point every endpoint at it; "
-                            "a sandbox: store in memory, .env and store settings not read")
+                            "a sandbox: a throwaway store, .env and store settings not read")
     serve.add_argument("--options", metavar="PATH",
                        help="Home Assistant add-on options file (JSON) to read first; .env and the environment win")
 
@@ -168,7 +168,7 @@ def serve(args) -> int:
     # A demo answers this machine only, unless told otherwise.
     host = args.host or ("127.0.0.1" if config.demo else "0.0.0.0")
     log.info("deviceflow %s on http://%s:%d (public URL %s, store %s%s)", __version__, host, args.port,
-             config.base_url, "in memory" if config.demo else config.db_type,
+             config.base_url, "throwaway" if config.demo else config.db_type,
              ", DEMO: simulated Enedis" if config.demo else "")
     for warning in configuration.startup_warnings(config):
         log.warning("%s", warning)

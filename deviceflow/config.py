@@ -38,7 +38,7 @@ DEFAULT_DATA_ENDPOINT = "https://gw.ext.prod.api.enedis.fr"
 DEMO_CLIENT_ID = "deviceflow-demo"
 # Where `--demo` mounts the simulated Enedis on the proxy's own port.
 DEMO_PREFIX = "/enedis"
-# A demo is a sandbox: its store lives in memory and dies with it. Started in a
+# A demo is a sandbox: its store is thrown away when it stops. Started in a
 # production folder, it must neither write to the real store nor mint tokens
 # the real server accepts, nor share its server key or cached Enedis token.
 DEMO_STORE = ":memory:"
@@ -553,7 +553,7 @@ def load(environ: dict | None = None, dotenv_path: str | os.PathLike | None = ".
     """Build the configuration: add-on options first, then `.env`, the environment winning.
 
     `demo` points every Enedis endpoint at the built-in simulator mounted on this
-    server, with a store in memory: the store settings and `.env` (a production
+    server, with a throwaway store: the store settings and `.env` (a production
     folder's) are not read; `port` (the one served) fixes the default BASE_URL in that case.
     `options_path` names a Home Assistant add-on options file (see `read_options`).
     """
@@ -574,7 +574,7 @@ def load(environ: dict | None = None, dotenv_path: str | os.PathLike | None = ".
         dropped = [name for name in STORE_NAMES if name in env and name not in from_options]
         for name in STORE_NAMES:
             env.pop(name, None)
-        log.info("demo: store in memory, forgotten when the demo stops%s",
+        log.info("demo: a throwaway store, removed when the demo stops%s",
                  f" ({', '.join(dropped)} not used)" if dropped else "")
         env["SQLITE_PATH"] = DEMO_STORE
     try:
@@ -716,7 +716,7 @@ def markdown() -> str:
         f"win over them. The add-on's `flow` option takes {flow_options}. Its {run_options} option is not a "
         "setting: it starts the server with `--demo`.",
         "With `--demo`, the Enedis endpoints are those of the simulator served on the proxy's own port, and the "
-        f"store lives in memory: {store_names} and `.env` are not read.",
+        f"store is thrown away when it stops: {store_names} and `.env` are not read.",
     ]
     return "\n".join([
         "# Configuration",

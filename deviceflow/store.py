@@ -15,6 +15,9 @@ raise `StoreUnavailable` instead of their own errors.
 from __future__ import annotations
 
 import hashlib
+import shutil
+import tempfile
+import weakref
 import json
 import logging
 import os
@@ -152,11 +155,14 @@ class SQLiteStore(Store):
         self.clock = clock
         self.busy_timeout = busy_timeout
         if path == ":memory:":
-            # One private in-memory database shared by this object's threads.
-            self.target, self.uri = f"file:deviceflow-{id(self)}?mode=memory&cache=shared", True
-        else:
-            private_files(Path(path))
-            self.target, self.uri = path, False
+            # A throwaway database, in a private folder removed when the store goes. A file rather
+            # than SQLite's shared-cache memory database: there, a reader meeting a writer gets
+            # "table is locked" at once instead of waiting, and concurrent requests got 503.
+            folder = tempfile.mkdtemp(prefix="deviceflow-demo-")
+            self._remove_folder = weakref.finalize(self, shutil.rmtree, folder, ignore_errors=True)
+            path = str(Path(folder) / "store.sqlite3")
+        private_files(Path(path))
+        self.path = path
         self.local = threading.local()
         # A process writes through one connection, one statement at a time
         # under a lock, so that its own writers never meet in SQLite's busy
@@ -167,19 +173,16 @@ class SQLiteStore(Store):
         # the thread's own connection; other processes wait in the busy handler.
         self._writer = None
         self._writing = threading.Lock()
-        self._keepalive = None
         with self._errors():
             conn = self._conn()
-            if self.uri:
-                self._keepalive = conn  # the memory database lives while one connection does
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS records (kind TEXT NOT NULL, key TEXT NOT NULL,"
                 " value TEXT NOT NULL, expires_at REAL NOT NULL, PRIMARY KEY (kind, key)) WITHOUT ROWID")
             conn.execute("CREATE INDEX IF NOT EXISTS records_expiry ON records (expires_at)")
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.target, timeout=self.busy_timeout, isolation_level=None,
-                               check_same_thread=False, uri=self.uri)
+        conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
+                               check_same_thread=False)
         for pragma in self.PRAGMAS:
             conn.execute(pragma)
         return conn
@@ -202,7 +205,7 @@ class SQLiteStore(Store):
                 conn, self._writer = self._writer, None
             else:
                 conn, self.local.conn = getattr(self.local, "conn", None), None
-            if conn is not None and conn is not self._keepalive:
+            if conn is not None:
                 try:
                     conn.close()
                 except sqlite3.Error:
@@ -336,7 +339,7 @@ class SQLiteStore(Store):
             conn.close()
             self.local.conn = None
         writer, self._writer = self._writer, None
-        if writer is not None and writer is not self._keepalive:
+        if writer is not None:
             writer.close()
 
 

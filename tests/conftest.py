@@ -74,6 +74,18 @@ def make_web(sqlite_store):
 
 
 @pytest.fixture
+def make_proxy(make_web, make_config, sqlite_store, clock):
+    """The server with its Enedis client (Enedis on `responses` or unreachable); each call is another
+    instance on the same store."""
+    from deviceflow.enedis import EnedisClient
+
+    def make(**env):
+        config = make_config(**env)
+        return make_web(config, upstream=EnedisClient(config, sqlite_store, clock=clock, sleep=clock.advance))
+    return make
+
+
+@pytest.fixture
 def app(make_web, config):
     return make_web(config)
 

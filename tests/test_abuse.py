@@ -33,15 +33,6 @@ def make_config(make_config):
     return lambda **env: make_config(**{"ENEDIS_AUTHORIZE_VERSION": "v1", "ENEDIS_API_MODE": "legacy", **env})
 
 
-@pytest.fixture
-def make_proxy(make_web, make_config, sqlite_store, clock):
-    """The server with its Enedis client; each call is another instance on the same store."""
-    def make(**env):
-        config = make_config(**env)
-        return make_web(config, upstream=EnedisClient(config, sqlite_store, clock=clock, sleep=clock.advance))
-    return make
-
-
 def enedis_answers(mock, *paths):
     mock.add(responses.POST, TOKEN_URL, json={"access_token": "enedis-token", "expires_in": "12600"})
     for path in paths or (LOAD_CURVE,):
@@ -163,7 +154,7 @@ def test_a_stolen_access_token_cannot_spend_the_outbound_budget(make_proxy, ened
     clock.now = first_free
     assert fetch(proxy, stolen).status_int == 200
     # Counted by digest: the clear token is nowhere in the store.
-    rows = sqlite3.connect(sqlite_store.target).execute("SELECT kind, key, value FROM records").fetchall()
+    rows = sqlite3.connect(sqlite_store.path).execute("SELECT kind, key, value FROM records").fetchall()
     assert not any(stolen in field for row in rows for field in row)
 
 
@@ -291,7 +282,7 @@ def test_an_access_token_dies_with_its_chain_revoked_by_the_operator(make_proxy,
     assert fetch(proxy, tokens["access_token"]).status_int == 200
     made = data_calls(enedis_mock)
     monkeypatch.chdir(tmp_path)
-    for name, value in {"CLIENT_ID": "test-client", "DB_TYPE": "sqlite", "SQLITE_PATH": sqlite_store.target}.items():
+    for name, value in {"CLIENT_ID": "test-client", "DB_TYPE": "sqlite", "SQLITE_PATH": sqlite_store.path}.items():
         monkeypatch.setenv(name, value)
     assert cli.main(["revoke", "--usage-point", PRM1]) == 0
     answer = fetch(proxy, tokens["access_token"])

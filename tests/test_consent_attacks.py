@@ -8,7 +8,6 @@ import logging
 import pytest
 import responses
 
-from deviceflow.enedis import EnedisClient
 from deviceflow.flow import (GUESSES_CEILING, GUESSES_GLOBAL, GUESSES_PER_ADDRESS, RETURNS_PER_ADDRESS,
                              RETURNS_PER_ADDRESS_WINDOW, RETURNS_PER_STATE)
 from helpers import PRM1, PRM2, confirm, control_headers, get_code, poll
@@ -19,13 +18,9 @@ ARABIC_PRM = "\u0661" * 14  # fourteen Arabic-Indic digits: `\d` matches them, E
 
 
 @pytest.fixture
-def make_proxy(make_web, make_config, sqlite_store, clock):
-    """The proxy with an Enedis client on `responses`; ENEDIS_AUTHORIZE_VERSION left to its default unless given."""
-    def make(**env):
-        env = {"ENEDIS_AUTHORIZE_VERSION": None, **env}
-        config = make_config(**env)
-        return make_web(config, upstream=EnedisClient(config, sqlite_store, clock=clock, sleep=clock.advance))
-    return make
+def make_config(make_config):
+    """ENEDIS_AUTHORIZE_VERSION left to its default (v2) unless a test names it."""
+    return lambda **env: make_config(**{"ENEDIS_AUTHORIZE_VERSION": None, **env})
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 import requests
 import responses
 
-from deviceflow.enedis import SUBSCRIBED_RETRY_PAUSES, EnedisClient
+from deviceflow.enedis import SUBSCRIBED_RETRY_PAUSES
 from deviceflow.flow import DeviceFlow, PageError
 from deviceflow.store import digest
 from helpers import PRM1, PRM2, confirm, get_code, poll
@@ -29,14 +29,6 @@ def services(*points, etat="ACTIF", since=TODAY, share=1):
                "autorisation": {"autorisationId": int(AUTORISATION_ID), "autorisationType": "EXPLICITE"}}
               for n, point in enumerate(points)]
     return {"nbTotalServices": len(listed), "serviceSouscrit": listed}
-
-
-@pytest.fixture
-def make_proxy(make_web, make_config, sqlite_store, clock):
-    def make(**env):
-        config = make_config(**env)
-        return make_web(config, upstream=EnedisClient(config, sqlite_store, clock=clock, sleep=clock.advance))
-    return make
 
 
 @pytest.fixture

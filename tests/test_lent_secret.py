@@ -36,7 +36,7 @@ def lending(make_web, make_config, sqlite_store):
 
 def raw_files(store):
     """Every file of the SQLite store, as the bytes on disk."""
-    return {path.name: path.read_bytes() for path in sorted(store.path.parent.glob(store.path.name + "*"))}
+    return {path.name: path.read_bytes() for path in sorted(Path(store.path).parent.glob(Path(store.path).name + "*"))}
 
 
 def assert_nowhere(store, secret):
@@ -55,7 +55,6 @@ def lent_rows(store):
 def test_a_lent_secret_is_never_in_the_store_files_and_is_erased_on_every_outcome(lending, upstream, clock,
                                                                                    outcome):
     app, store = lending
-    store.path = Path(store.target)
     secret = "lent-" + secrets.token_hex(16)
     if outcome == "refused by upstream":
         upstream.post(TOKEN_URL, status=400, json={"error": "invalid_grant"})
@@ -99,7 +98,6 @@ def test_a_lent_secret_is_never_in_the_store_files_and_is_erased_on_every_outcom
 
 def test_the_store_zeroes_what_it_deletes_and_purge_empties_the_wal(sqlite_store):
     store = sqlite_store
-    store.path = Path(store.target)
     marker = "gone-" + secrets.token_hex(16)
     assert store._read("PRAGMA secure_delete")[0][0] == 1
     store.put("flow", "k", {"note": marker}, 60)

@@ -1,11 +1,13 @@
 """`serve --demo` is a sandbox: started in a production folder, it neither writes to
 the production store nor mints tokens that the production server accepts."""
 
-import requests
+from pathlib import Path
 
-from deviceflow import cli
+import requests
 from helpers import DEVICE_GRANT
 from test_e2e import PRM, consent_in_browser, device_post
+
+from deviceflow import cli
 
 CLOSED = "http://127.0.0.1:9"  # nothing listens there: the production server reaches nothing
 
@@ -49,7 +51,7 @@ def test_a_demo_in_a_production_folder_leaves_the_production_store_alone(live_se
     demo_log = live_server.processes[-1].log
     stop(live_server.processes[-1])
     assert store_files(folder) == before  # byte for byte, -wal and -shm included
-    assert "store in memory" in demo_log.read_text()
+    assert "throwaway store" in demo_log.read_text()
 
     # The production server refuses the demo's tokens.
     production = live_server(demo=False, workdir=folder, SQLITE_PATH=None)
@@ -74,7 +76,8 @@ def test_a_demo_listens_on_loopback_unless_told_otherwise(monkeypatch, tmp_path,
         config, store = app.web.config, app.web.store
         assert config.sqlite_path == ":memory:" and config.db_type == "sqlite"
         assert config.client_id == "deviceflow-demo" and not config.client_secret  # .env not read
-        assert store.target != str(tmp_path / "production" / "prod.sqlite3")
+        assert store.path != str(tmp_path / "production" / "prod.sqlite3")
+        assert Path(store.path).parent.stat().st_mode & 0o777 == 0o700  # a private throwaway folder
     assert not (tmp_path / "production" / "prod.sqlite3").exists()
     # The simulator's control token is printed once per start, in the start-up lines.
     assert capsys.readouterr().err.count("simulator control token") == 2
