@@ -29,9 +29,10 @@ from urllib.parse import urlencode
 
 from deviceflow import sealing
 from deviceflow.config import ACCESS_TOKEN_LIFETIME, Config
-from deviceflow.enedis import StaleConsent
+from deviceflow.errors import (AccessDenied, AuthorizationPending, ExpiredToken, InvalidClient, InvalidGrant,
+                               InvalidRequest, InvalidToken, PageError, SlowDown, StaleConsent,
+                               TemporarilyUnavailable, TooManyRequests, UpstreamError, VersionMismatch)
 from deviceflow.store import Store, digest
-from deviceflow.upstream import UpstreamError
 from deviceflow.usage_points import parse_usage_points
 
 log = logging.getLogger("deviceflow.flow")
@@ -95,91 +96,6 @@ PENDING, APPROVED, DENIED, DELIVERED = "pending", "approved", "denied", "deliver
 MODE_CLIENT_CREDENTIALS, MODE_DEVICE = "client_credentials", "device"
 # Chains of refresh tokens adopted from another server (the PHP one) are named so.
 IMPORTED_CHAIN_PREFIX = "imported-"
-
-
-# --- errors the device sees (RFC 6749 §5.2, RFC 8628 §3.5), each knowing its status
-
-class OAuthError(Exception):
-    error = "invalid_request"
-    status = 400
-
-    def __init__(self, description: str = "", **extra):
-        super().__init__(description or self.error)
-        self.description = description
-        self.extra = extra
-
-    def body(self) -> dict:
-        body = {"error": self.error, "error_description": self.description or self.error.replace("_", " ")}
-        body.update(self.extra)
-        return body
-
-
-class InvalidRequest(OAuthError):
-    error = "invalid_request"
-
-
-class InvalidClient(OAuthError):
-    error, status = "invalid_client", 401
-
-
-class InvalidGrant(OAuthError):
-    error = "invalid_grant"
-
-
-class UnsupportedGrantType(OAuthError):
-    error = "unsupported_grant_type"
-
-
-class AuthorizationPending(OAuthError):
-    error = "authorization_pending"
-
-
-class SlowDown(OAuthError):
-    error = "slow_down"
-
-
-class ExpiredToken(OAuthError):
-    error = "expired_token"
-
-
-class AccessDenied(OAuthError):
-    error = "access_denied"
-
-
-class VersionMismatch(OAuthError):
-    error = "version_mismatch"
-
-
-class InvalidToken(OAuthError):
-    error, status = "invalid_token", 401
-
-
-class InsufficientScope(OAuthError):
-    error, status = "insufficient_scope", 403
-
-
-class TemporarilyUnavailable(OAuthError):
-    error, status = "temporarily_unavailable", 503
-
-
-class TooManyRequests(OAuthError):
-    error, status = "too_many_requests", 429
-
-    def __init__(self, description: str = "", retry_after: int = 60):
-        super().__init__(description)
-        self.retry_after = retry_after
-
-
-# --- what the person sees goes wrong; the web layer picks the page
-
-class PageError(Exception):
-    """A browser-side failure; `reason` names the page text to show."""
-
-    def __init__(self, reason: str, status: int = 400, retry_after: int | None = None):
-        super().__init__(reason)
-        self.reason = reason
-        self.status = status
-        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -498,7 +414,7 @@ class DeviceFlow:
         except StaleConsent:
             raise PageError("stale_consent", 403) from None
         except UpstreamError as error:
-            raise PageError("upstream_unavailable", error.status, getattr(error, "retry_after", None)) from None
+            raise PageError("upstream_unavailable", error.status, error.retry_after) from None
         if not points:
             raise PageError("no_usage_points", 503, NO_USAGE_POINTS_RETRY)
         return points

@@ -18,7 +18,8 @@ from contextlib import contextmanager
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-from deviceflow.store import Store, StoreUnavailable
+from deviceflow.errors import StoreUnavailable
+from deviceflow.store import Store
 
 log = logging.getLogger("deviceflow.metrics")
 

@@ -16,19 +16,16 @@ from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from deviceflow.config import Config
-from deviceflow.flow import InvalidRequest, UnsupportedGrantType, _loggable
-from deviceflow.upstream import UpstreamBadAnswer, UpstreamError, json_body, make_session, send
+from deviceflow.errors import (InvalidRequest, UnsupportedGrantType, UpstreamBadAnswer, UpstreamError,
+                               UpstreamRefused)
+from deviceflow.flow import _loggable
+from deviceflow.upstream import json_body, make_session, send
 
 log = logging.getLogger("deviceflow.passthrough")
 
 AUTHORIZATION_CODE_GRANT = "authorization_code"
 REFRESH_TOKEN_GRANT = "refresh_token"
 JSON = "application/json"
-
-
-class UpstreamRefused(UpstreamError):
-    """The token endpoint answered, but issued no token (an OAuth error, or no access_token)."""
-    status, error = 502, "upstream_refused"
 
 
 @dataclass(frozen=True)

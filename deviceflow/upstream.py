@@ -24,6 +24,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from deviceflow import __version__
 from deviceflow.config import Config
+from deviceflow.errors import UpstreamBadAnswer, UpstreamTimeout, UpstreamUnreachable
 
 log = logging.getLogger("deviceflow.upstream")
 
@@ -42,32 +43,6 @@ MAX_JSON_DEPTH = 64
 READ_TIMEOUTS_PER_ANSWER = 2
 # What reading an answer of an unexpected shape raises; RecursionError is no ValueError.
 UNREADABLE = (ValueError, LookupError, TypeError, AttributeError, RecursionError)
-
-
-class UpstreamError(Exception):
-    """Upstream could not be used; `status` and `error` are what the device gets."""
-    status = 502
-    error = "upstream_unreachable"
-
-    def __init__(self, description: str = "upstream is not reachable"):
-        super().__init__(description)
-        self.description = description
-
-    def body(self) -> dict:
-        return {"error": self.error, "error_description": self.description}
-
-
-class UpstreamUnreachable(UpstreamError):
-    status, error = 502, "upstream_unreachable"
-
-
-class UpstreamTimeout(UpstreamError):
-    status, error = 504, "upstream_timeout"
-
-
-class UpstreamBadAnswer(UpstreamError):
-    """Upstream answered, but with something unusable (not JSON, wrong shape, too large)."""
-    status, error = 502, "upstream_error"
 
 
 def answer_deadline(config: Config) -> float:

@@ -25,14 +25,14 @@ import bottle
 from deviceflow import __version__, limits
 from deviceflow.config import Config
 from deviceflow.enedis import data_path
-from deviceflow.flow import (DEVICE_CODE_GRANT, REFRESH_TOKEN_GRANT, DeviceFlow, InsufficientScope, InvalidRequest,
-                             OAuthError, PageError, TemporarilyUnavailable, TooManyRequests, UnsupportedGrantType,
-                             check_user_agent, format_user_code)
+from deviceflow.errors import (ApiError, InsufficientScope, InvalidRequest, MethodNotAllowed, NotFound, PageError,
+                               ServerError, StoreUnavailable, TemporarilyUnavailable, TooManyRequests,
+                               UnsupportedGrantType, UpstreamUnreachable)
+from deviceflow.flow import DEVICE_CODE_GRANT, REFRESH_TOKEN_GRANT, DeviceFlow, check_user_agent, format_user_code
 from deviceflow.metrics import Metrics
 from deviceflow.passthrough import Passthrough
-from deviceflow.store import Store, StoreUnavailable, digest, open_store
+from deviceflow.store import Store, digest, open_store
 from deviceflow.texts import TEXTS, pick_language, spell_duration
-from deviceflow.upstream import UpstreamError, UpstreamUnreachable
 
 log = logging.getLogger("deviceflow.web")
 access_log = logging.getLogger("deviceflow.access")
@@ -144,10 +144,6 @@ def device_response(body: bytes | str, status: int, content_type: str,
     return response
 
 
-class NotFound(OAuthError):
-    error, status = "not_found", 404
-
-
 def data_response(answer) -> bottle.HTTPResponse:
     """An Enedis answer (deviceflow.enedis.Answer) as the device gets it."""
     headers = {"Via": VIA, "X-Enedis-Proxy-Source": answer.source}
@@ -156,14 +152,17 @@ def data_response(answer) -> bottle.HTTPResponse:
     return device_response(answer.body, answer.status, DEVICE_JSON, headers)
 
 
-def error_response(error: OAuthError | UpstreamError) -> bottle.HTTPResponse:
-    headers = {}
-    if error.status == 401 and error.error == "invalid_token":
-        headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
-    retry_after = getattr(error, "retry_after", None)
-    if retry_after:
-        headers["Retry-After"] = str(retry_after)
-    return json_response(error.body(), error.status, headers)
+def error_response(error: ApiError) -> bottle.HTTPResponse:
+    """The one place an error becomes an answer to a device: the error says its body, status and headers."""
+    return json_response(error.body(), error.status, error.headers())
+
+
+# Bottle's own errors (no route, wrong method, body too large, a crash) as a device hears them.
+FRAMEWORK_ERRORS: dict[int, type[ApiError]] = {
+    400: InvalidRequest, 404: NotFound, 405: MethodNotAllowed, 413: InvalidRequest, 503: TemporarilyUnavailable,
+}
+# The same, as the page a person sees.
+FRAMEWORK_PAGES = {400: "bad_request", 404: "not_found", 405: "bad_request", 413: "bad_request"}
 
 
 def _ip(text: str):
@@ -302,10 +301,8 @@ class Web:
                 result = handler(*args, **kwargs)
                 # A ready response (an upstream answer handed over as it is) goes out untouched.
                 return result if isinstance(result, bottle.HTTPResponse) else json_response(result)
-            except (OAuthError, UpstreamError) as error:
+            except ApiError as error:
                 return error_response(error)
-            except StoreUnavailable:
-                return error_response(TemporarilyUnavailable("the store is not available, retry later"))
         return wrapper
 
     def language(self) -> str:
@@ -371,8 +368,8 @@ class Web:
         response.set_header("Cache-Control", "no-store")
 
     def error_page(self, error: PageError, show=None) -> str:
-        if error.retry_after:
-            bottle.response.set_header("Retry-After", str(error.retry_after))
+        for name, value in error.headers().items():
+            bottle.response.set_header(name, value)
         return (show or self.page)("error", status=error.status, reason=error.reason, wait=error.retry_after)
 
     def redirect(self, url: str) -> bottle.HTTPResponse:
@@ -496,11 +493,8 @@ class Web:
             """Metering data of a usage point the token holds, fetched with the proxy's own Enedis token."""
             try:
                 answer = self.fetch_data(path)
-            except (OAuthError, UpstreamError) as error:
+            except ApiError as error:
                 self.metrics.data_call(error.status)
-                raise
-            except StoreUnavailable:
-                self.metrics.data_call(503)
                 raise
             self.metrics.data_call(answer.status, answer.source)
             return data_response(answer)
@@ -598,8 +592,8 @@ class Web:
         """The code-entry form again, with what went wrong; past the guessing limit, only the wait."""
         if error.status == 429:
             return self.error_page(error)
-        if error.retry_after:
-            bottle.response.set_header("Retry-After", str(error.retry_after))
+        for name, value in error.headers().items():
+            bottle.response.set_header(name, value)
         return self.page("device", status=error.status, pending=None, typed=typed, state=state, error=error.reason)
 
     def framework_error(self, error: bottle.HTTPError):
@@ -612,17 +606,14 @@ class Web:
                       type(error.exception).__name__)
         if isinstance(error.exception, StoreUnavailable):
             status = 503
-        codes = {404: "not_found", 405: "invalid_request", 413: "invalid_request", 400: "invalid_request",
-                 503: "temporarily_unavailable"}
         if bottle.request.path.startswith(DEVICE_PREFIXES):
-            code = codes.get(status, "server_error")
-            bottle.response.status = 400 if status == 413 else status
-            bottle.response.set_header("Content-Type", DEVICE_JSON)
-            bottle.response.set_header("Cache-Control", "no-store")
-            bottle.response.set_header("X-Content-Type-Options", "nosniff")
-            return json.dumps({"error": code, "error_description": code.replace("_", " ")})
-        reason = {404: "not_found", 405: "bad_request", 413: "bad_request", 400: "bad_request"}.get(status, "server")
-        return self.page("error", status=status, reason=reason)
+            # Onto Bottle's own response, which keeps the headers of its error (Allow, for a 405).
+            answer = error_response(FRAMEWORK_ERRORS.get(status, ServerError)())
+            bottle.response.status = answer.status_code
+            for name, value in answer.headerlist:
+                bottle.response.set_header(name, value)
+            return answer.body
+        return self.page("error", status=status, reason=FRAMEWORK_PAGES.get(status, "server"))
 
 
 def contact_href(contact: str) -> str:

@@ -14,7 +14,8 @@ import requests
 import responses
 
 from deviceflow import cli
-from deviceflow.enedis import BUDGET_WAIT, EnedisClient, UpstreamBusy
+from deviceflow.enedis import BUDGET_WAIT, EnedisClient
+from deviceflow.errors import UpstreamBusy
 from helpers import PRM1, PRM2, consent, get_code, poll, refresh, tokens_for
 
 TOKEN_URL = "https://gw.ext.prod.api.enedis.fr/oauth2/v3/token"

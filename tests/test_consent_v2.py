@@ -10,7 +10,8 @@ import requests
 import responses
 
 from deviceflow.enedis import SUBSCRIBED_RETRY_PAUSES, EnedisClient
-from deviceflow.flow import DeviceFlow, PageError
+from deviceflow.errors import PageError
+from deviceflow.flow import DeviceFlow
 from deviceflow.store import digest
 from helpers import PRM1, PRM2, confirm, get_code, poll
 

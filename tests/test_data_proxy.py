@@ -17,7 +17,7 @@ import waitress
 from webtest import TestApp
 
 from deviceflow.enedis import BUDGET_WAIT, EnedisClient
-from deviceflow.store import StoreUnavailable
+from deviceflow.errors import StoreUnavailable
 from helpers import PRM1, PRM2, at_once, tokens_for
 
 TOKEN_URL = "https://gw.ext.prod.api.enedis.fr/oauth2/v3/token"

@@ -13,7 +13,7 @@ import responses
 from deviceflow import translate
 from deviceflow.enedis import EnedisClient
 from deviceflow.metrics import Metrics
-from deviceflow.upstream import UpstreamBadAnswer, UpstreamTimeout, UpstreamUnreachable
+from deviceflow.errors import UpstreamBadAnswer, UpstreamTimeout, UpstreamUnreachable
 from test_translate import domoticz_linky_hours, fixture
 
 TOKEN_URL = "https://gw.ext.prod.api.enedis.fr/oauth2/v3/token"

@@ -2,9 +2,10 @@
 
 import pytest
 
-from deviceflow.flow import (USER_CODE_ALPHABET, AccessDenied, AuthorizationPending, DeviceFlow, ExpiredToken,
-                             InvalidClient, InvalidGrant, PageError, SlowDown, VersionMismatch, application_name,
-                             check_user_agent, normalize_user_code, parse_usage_points)
+from deviceflow.errors import (AccessDenied, AuthorizationPending, ExpiredToken, InvalidClient, InvalidGrant,
+                               PageError, SlowDown, VersionMismatch)
+from deviceflow.flow import (USER_CODE_ALPHABET, DeviceFlow, application_name, check_user_agent, normalize_user_code,
+                             parse_usage_points)
 from deviceflow.store import SQLiteStore, digest
 from helpers import at_once
 

@@ -11,7 +11,8 @@ from webtest import TestApp
 from deviceflow.flow import (DEVICE_CODES_PER_ADDRESS, DEVICE_CODES_WINDOW, GUESSES_CEILING, GUESSES_GLOBAL,
                              GUESSES_GLOBAL_WINDOW,
                              GUESSES_PER_ADDRESS, GUESSES_PER_ADDRESS_WINDOW, USER_CODE_ALPHABET, USER_CODE_LENGTH,
-                             DeviceFlow, PageError)
+                             DeviceFlow)
+from deviceflow.errors import PageError
 from deviceflow.web import ClientAddress
 from helpers import get_code
 

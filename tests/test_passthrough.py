@@ -15,9 +15,9 @@ import pytest
 import requests
 import responses
 
-from deviceflow.passthrough import Passthrough, UpstreamRefused
+from deviceflow.errors import UpstreamBadAnswer, UpstreamRefused, UpstreamTimeout, UpstreamUnreachable
+from deviceflow.passthrough import Passthrough
 from deviceflow.store import digest
-from deviceflow.upstream import UpstreamBadAnswer, UpstreamTimeout, UpstreamUnreachable
 from helpers import PRM1, confirm, get_code, poll
 
 TOKEN_URL = "https://oauth.example.org/token"
