@@ -202,13 +202,13 @@ class EnedisClient:
             if mode == MODE_NEW:
                 raise
             log.info("enedis %s: the 2026 API gave no answer (%s), asking v5", path, error.error)
-            return self._rescue(path, params, error)
+            return self._fall_back_to_v5(path, params, error)
         if mode == MODE_NEW or not translate.should_fall_back(answer.status, answer.body):
             return answer
         log.info("enedis %s: the 2026 API answered %d, asking v5", path, answer.status)
-        return self._rescue(path, params, answer)
+        return self._fall_back_to_v5(path, params, answer)
 
-    def _rescue(self, path: str, params: dict[str, str], new: Answer | UpstreamError) -> Answer:
+    def _fall_back_to_v5(self, path: str, params: dict[str, str], new: Answer | UpstreamError) -> Answer:
         """`auto`: the v5 answer when it is one; when v5 fails too, what the
         2026 API said, the API that counts (a switched-off v5 answers 404,
         which DomoticzLinky would read as "no data")."""

@@ -18,13 +18,12 @@ from urllib.parse import urlencode
 from deviceflow.config import Config
 from deviceflow.errors import (InvalidRequest, UnsupportedGrantType, UpstreamBadAnswer, UpstreamError,
                                UpstreamRefused)
-from deviceflow.flow import _loggable
-from deviceflow.upstream import json_body, make_session, send
+from deviceflow.flow.tokens import REFRESH_TOKEN_GRANT
+from deviceflow.upstream import json_body, loggable, make_session, send
 
 log = logging.getLogger("deviceflow.passthrough")
 
 AUTHORIZATION_CODE_GRANT = "authorization_code"
-REFRESH_TOKEN_GRANT = "refresh_token"
 JSON = "application/json"
 
 
@@ -62,7 +61,7 @@ class Passthrough:
         if response.status_code != 200 or not isinstance(token, str) or not token:
             error = body.get("error") if isinstance(body, dict) else None
             log.warning("authorization code exchange refused by upstream: HTTP %d, error %s",
-                        response.status_code, _loggable(error) or "(none)")
+                        response.status_code, loggable(error) or "(none)")
             raise UpstreamRefused(f"upstream answered {response.status_code} without an access token")
         return body
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import socket
 import threading
 from contextlib import contextmanager
@@ -43,6 +44,11 @@ MAX_JSON_DEPTH = 64
 READ_TIMEOUTS_PER_ANSWER = 2
 # What reading an answer of an unexpected shape raises; RecursionError is no ValueError.
 UNREADABLE = (ValueError, LookupError, TypeError, AttributeError, RecursionError)
+
+
+def loggable(value) -> str:
+    """Upstream text (an answer, a redirect's parameter) for a log line: short, printable ASCII."""
+    return re.sub(r"[^\x20-\x7e]", "?", str(value or ""))[:80]
 
 
 def answer_deadline(config: Config) -> float:

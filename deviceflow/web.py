@@ -28,7 +28,11 @@ from deviceflow.enedis import data_path
 from deviceflow.errors import (ApiError, InsufficientScope, InvalidRequest, MethodNotAllowed, NotFound, PageError,
                                ServerError, StoreUnavailable, TemporarilyUnavailable, TooManyRequests,
                                UnsupportedGrantType, UpstreamUnreachable)
-from deviceflow.flow import DEVICE_CODE_GRANT, REFRESH_TOKEN_GRANT, DeviceFlow, check_user_agent, format_user_code
+from deviceflow.flow import DeviceFlow
+from deviceflow.flow.clients import check_client, check_user_agent
+from deviceflow.flow.device_authorization import format_user_code
+from deviceflow.flow.device_code_grant import DEVICE_CODE_GRANT
+from deviceflow.flow.tokens import REFRESH_TOKEN_GRANT
 from deviceflow.metrics import Metrics
 from deviceflow.passthrough import Passthrough
 from deviceflow.store import Store, digest, open_store
@@ -397,9 +401,9 @@ class Web:
         def device_code():
             check_user_agent(self.config, bottle.request.get_header("User-Agent"))
             form = read_form(bottle.request.environ)
-            codes = flow.start(form.get("client_id", ""), form.get("client_secret", ""),
-                               form.get("scope", ""), bottle.request.get_header("User-Agent", ""),
-                               address=self.client_address())
+            codes = flow.authorization.issue_codes(form.get("client_id", ""), form.get("client_secret", ""),
+                                                 form.get("scope", ""), bottle.request.get_header("User-Agent", ""),
+                                                 address=self.client_address())
             self.metrics.flows.labels("started").inc()
             return codes
 
@@ -428,9 +432,9 @@ class Web:
             if not form.get("csrf"):
                 return self.confirm_page(typed, state)  # the code-entry form: show the confirmation
             try:
-                pending = flow.lookup(typed, self.client_address())
-                flow.check_csrf(self.browser_id(), pending.user_code, form.get("csrf", ""))
-                return self.redirect(flow.begin(pending, self.browser_id(), state))
+                pending = flow.verification.find_pending(typed, self.client_address())
+                flow.verification.check_csrf(self.browser_id(), pending.user_code, form.get("csrf", ""))
+                return self.redirect(flow.consent.consent_url(pending, self.browser_id(), state))
             except PageError as error:
                 return self.code_entry_page(error, typed, state)
 
@@ -448,7 +452,7 @@ class Web:
                 if shown:
                     return self.page(shown["name"], status=shown["status"], **shown["values"])
             try:
-                approved = flow.complete(params, browser, self.client_address())
+                approved = flow.consent.finish(params, browser, self.client_address())
             except PageError as error:
                 self.metrics.flows.labels("denied" if error.reason == "denied" else "failed").inc()
                 return self.error_page(error, show=self.shown_page)
@@ -464,13 +468,13 @@ class Web:
             grant = form.get("grant_type", "")
             if grant == DEVICE_CODE_GRANT:
                 with self.metrics.answer(self.metrics.polls):
-                    tokens = flow.poll(form.get("client_id", ""), form.get("device_code", ""))
+                    tokens = flow.device_code_grant.poll(form.get("client_id", ""), form.get("device_code", ""))
                 self.metrics.flows.labels("delivered").inc()
                 return tokens
             if grant == REFRESH_TOKEN_GRANT:
                 with self.metrics.answer(self.metrics.refreshes):
-                    return flow.refresh(form.get("client_id", ""), form.get("refresh_token", ""),
-                                        form.get("usage_points_id"))
+                    return flow.tokens.refresh(form.get("client_id", ""), form.get("refresh_token", ""),
+                                               form.get("usage_points_id"))
             if not grant:
                 raise InvalidRequest("grant_type is required")
             raise UnsupportedGrantType("grant_type must be the device_code or refresh_token grant")
@@ -483,7 +487,7 @@ class Web:
                 raise NotFound("/device/proxy serves FLOW=DEVICE only")
             check_user_agent(self.config, bottle.request.get_header("User-Agent"))
             form = read_form(bottle.request.environ)
-            client_id = flow.check_client(form.get("client_id"))
+            client_id = check_client(self.config, form.get("client_id"))
             forwarded = flow.passthrough.forward_refresh(form, client_id)
             return device_response(forwarded.body, forwarded.status, DEVICE_JSON)
 
@@ -561,7 +565,7 @@ class Web:
         check_user_agent(self.config, bottle.request.get_header("User-Agent"))
         query = query_params(environ)
         bearer = bearer_token(bottle.request.get_header("Authorization"))
-        token = self.flow.authenticate(bearer)
+        token = self.flow.tokens.authenticate(bearer)
         limit = self.config.data_calls_per_minute
         wait = limits.data_call_wait(self.store, digest(bearer), limit, self.flow.clock(), self.client_address())
         if wait:
@@ -579,12 +583,12 @@ class Web:
 
     def confirm_page(self, typed: str, state: str):
         try:
-            pending = self.flow.lookup(typed, self.client_address())
+            pending = self.flow.verification.find_pending(typed, self.client_address())
         except PageError as error:
             return self.code_entry_page(error, typed, state)
         except StoreUnavailable:
             return self.error_page(PageError("server", 503))
-        csrf = self.flow.csrf_token(self.browser_id(create=True), pending.user_code)
+        csrf = self.flow.verification.csrf_token(self.browser_id(create=True), pending.user_code)
         return self.page("device", pending=pending, code=format_user_code(pending.user_code), typed=typed,
                          state=state, csrf=csrf, error=None)
 

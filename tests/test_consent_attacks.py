@@ -9,8 +9,8 @@ import pytest
 import responses
 
 from deviceflow.enedis import EnedisClient
-from deviceflow.flow import (GUESSES_CEILING, GUESSES_GLOBAL, GUESSES_PER_ADDRESS, RETURNS_PER_ADDRESS,
-                             RETURNS_PER_ADDRESS_WINDOW, RETURNS_PER_STATE)
+from deviceflow.flow.consent import RETURNS_PER_ADDRESS, RETURNS_PER_ADDRESS_WINDOW, RETURNS_PER_STATE
+from deviceflow.flow.verification import GUESSES_CEILING, GUESSES_GLOBAL, GUESSES_PER_ADDRESS
 from helpers import PRM1, PRM2, confirm, control_headers, get_code, poll
 from test_consent_v2 import AUTORISATION_ID, SUBSCRIBED_URL, TOKEN_URL, searches, services, subscribed
 

@@ -269,7 +269,7 @@ def test_cg_suffix_switches_one_flow_to_client_credentials(make_web, device_conf
     assert len(upstream.calls) == 0
     tokens = poll(app, code["device_code"]).json
     assert tokens["usage_points_id"] == PRM1 and tokens["expires_in"] == 12600
-    assert app.app.web.flow.authenticate(tokens["access_token"])["usage_points"] == [PRM1]
+    assert app.app.web.flow.tokens.authenticate(tokens["access_token"])["usage_points"] == [PRM1]
 
 
 def test_other_suffixes_keep_the_pass_through(device_app, upstream):
