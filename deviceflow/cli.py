@@ -164,7 +164,7 @@ def serve(args) -> int:
     config = load_config(args)
     logging.getLogger().setLevel(config.log_level)
     app = build_app(config)
-    purge_hourly(app.web.store)
+    purge_hourly(app.store)
     # A demo answers this machine only, unless told otherwise.
     host = args.host or ("127.0.0.1" if config.demo else "0.0.0.0")
     log.info("deviceflow %s on http://%s:%d (public URL %s, store %s%s)", __version__, host, args.port,

@@ -127,7 +127,7 @@ def test_a_token_imported_from_the_php_server_binds_to_the_client_that_first_ref
     DomoticzLinky sends whichever its plugin.py holds (CLIENT_ID, or one listed in
     EXTERNAL_CLIENT_ID): either is accepted once; the rotated token keeps that one."""
     app = make_web(make_config())
-    flow = app.app.web.flow
+    flow = app.app.flow
     assert flow.tokens.import_refresh_token("php-refresh-token", [PRM1], flow.clock() + 86400)
     other = "domoticz" if client_id == "test-client" else "test-client"
     assert refresh(app, "php-refresh-token", client_id="stranger").json["error"] == "invalid_client"

@@ -14,7 +14,7 @@ from deviceflow.flow.device_authorization import (DEVICE_CODES_PER_ADDRESS, DEVI
                                                   USER_CODE_LENGTH)
 from deviceflow.flow.verification import (GUESSES_CEILING, GUESSES_GLOBAL, GUESSES_GLOBAL_WINDOW, GUESSES_PER_ADDRESS,
                                           GUESSES_PER_ADDRESS_WINDOW)
-from deviceflow.web import ClientAddress
+from deviceflow.middleware import ClientAddress
 from helpers import get_code
 
 README = Path(__file__).resolve().parent.parent / "README.md"
