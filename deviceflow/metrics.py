@@ -98,8 +98,7 @@ class Metrics:
 
 
 def answer_label(exc: BaseException) -> str:
-    if isinstance(exc, StoreUnavailable):
-        return "temporarily_unavailable"
+    """The error's RFC name (StoreUnavailable's is temporarily_unavailable), or server_error."""
     return getattr(exc, "error", None) or "server_error"
 
 

@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from deviceflow.config import Config
-from deviceflow.errors import (InvalidRequest, UnsupportedGrantType, UpstreamBadAnswer, UpstreamError,
-                               UpstreamRefused)
+from deviceflow.errors import InvalidRequest, UnsupportedGrantType, UpstreamBadAnswer, UpstreamRefused
 from deviceflow.flow.tokens import REFRESH_TOKEN_GRANT
 from deviceflow.upstream import json_body, loggable, make_session, send
 

@@ -200,7 +200,8 @@ def test_concurrent_completion_delivers_once(make_config, sqlite_store, clock):
     flow = DeviceFlow(make_config(ENEDIS_AUTHORIZE_VERSION="v2"), sqlite_store, upstream=Enedis(), clock=clock)
     start = flow.authorization.issue_codes("test-client")
     pending = flow.verification.find_pending(start["user_code"], "192.0.2.1")
-    state = dict(kv.split("=") for kv in flow.consent.consent_url(pending, "browser").split("?", 1)[1].split("&"))["state"]
+    consent_url = flow.consent.consent_url(pending, "browser")
+    state = dict(kv.split("=") for kv in consent_url.split("?", 1)[1].split("&"))["state"]
     params = {"state": state, "autorisation_id": AUTORISATION_ID}
     with pytest.raises(PageError) as caught:
         flow.consent.finish(params, "browser")
