@@ -55,7 +55,7 @@ class FlowRecord(TypedDict, total=False):
     sealed_code: str | None  # FLOW=DEVICE with a lent secret, approved: the authorization code, sealed
     upstream: dict | None  # FLOW=DEVICE, approved, flow without public_key: upstream's token response
     extra: dict  # with `upstream`: the redirect's extra parameters
-    client_secret: None  # always cleared once the exchange is done
+    client_secret: str | None  # read by the code exchange when no CLIENT_SECRET is set; cleared once it is done
 
 
 class UserCodeRecord(TypedDict):
