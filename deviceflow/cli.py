@@ -141,7 +141,7 @@ def purge_hourly(store, every: float = PURGE_EVERY, stop: threading.Event | None
     """Expired records deleted every `every` seconds by a background thread.
     SQLite keeps them otherwise (an add-on has no cron; a public server grows a
     few records per device and day); on MongoDB the TTL index does it too."""
-    from deviceflow.store import StoreUnavailable
+    from deviceflow.errors import StoreUnavailable
 
     stop = stop or threading.Event()
 
@@ -164,7 +164,7 @@ def serve(args) -> int:
     config = load_config(args)
     logging.getLogger().setLevel(config.log_level)
     app = build_app(config)
-    purge_hourly(app.web.store)
+    purge_hourly(app.store)
     # A demo answers this machine only, unless told otherwise.
     host = args.host or ("127.0.0.1" if config.demo else "0.0.0.0")
     log.info("deviceflow %s on http://%s:%d (public URL %s, store %s%s)", __version__, host, args.port,
@@ -178,7 +178,8 @@ def serve(args) -> int:
 
 def open_configured_store(config: configuration.Config):
     """The configured store, or one clear line and exit 1."""
-    from deviceflow.store import StoreUnavailable, open_store
+    from deviceflow.errors import StoreUnavailable
+    from deviceflow.store import open_store
 
     try:
         store = open_store(config)
@@ -194,7 +195,7 @@ def open_configured_store(config: configuration.Config):
 def operator_tool(command):
     """Configuration and store for an operator command; a store that fails midway is exit 1."""
     def run(args) -> int:
-        from deviceflow.store import StoreUnavailable
+        from deviceflow.errors import StoreUnavailable
 
         setup_logging("WARNING")
         config = load_config(args)

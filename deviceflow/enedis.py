@@ -48,8 +48,9 @@ from deviceflow import limits, sealing, translate
 from deviceflow.config import Config
 from deviceflow.metrics import Metrics
 from deviceflow.store import Store
-from deviceflow.upstream import (UpstreamBadAnswer, UpstreamError, UpstreamTimeout, UpstreamUnreachable,
-                                 json_body, make_session, parse_json, send, understood)
+from deviceflow.errors import (StaleConsent, UpstreamBadAnswer, UpstreamBusy, UpstreamError, UpstreamTimeout,
+                               UpstreamUnreachable)
+from deviceflow.upstream import json_body, make_session, parse_json, send, understood
 from deviceflow.usage_points import is_usage_point
 
 log = logging.getLogger("deviceflow.enedis")
@@ -104,19 +105,6 @@ MAX_RETRY_AFTER = 86400
 
 TOKEN_KIND, TOKEN_KEY, TOKEN_LOCK_KEY = "enedis", "token", "token-lock"
 BUDGET_KIND = "budget"
-
-
-class UpstreamBusy(UpstreamError):
-    """No call to Enedis now: the outbound budget is spent, or Enedis throttles us."""
-    status, error = 429, "too_many_requests"
-
-    def __init__(self, description: str, retry_after: int):
-        super().__init__(description)
-        self.retry_after = retry_after
-
-
-class StaleConsent(Exception):
-    """An `autorisation_id` whose services all began before the flow: not a share made for it."""
 
 
 # Failures after which, in `auto`, the other API is worth asking (not UpstreamBusy).
@@ -214,13 +202,13 @@ class EnedisClient:
             if mode == MODE_NEW:
                 raise
             log.info("enedis %s: the 2026 API gave no answer (%s), asking v5", path, error.error)
-            return self._rescue(path, params, error)
+            return self._fall_back_to_v5(path, params, error)
         if mode == MODE_NEW or not translate.should_fall_back(answer.status, answer.body):
             return answer
         log.info("enedis %s: the 2026 API answered %d, asking v5", path, answer.status)
-        return self._rescue(path, params, answer)
+        return self._fall_back_to_v5(path, params, answer)
 
-    def _rescue(self, path: str, params: dict[str, str], new: Answer | UpstreamError) -> Answer:
+    def _fall_back_to_v5(self, path: str, params: dict[str, str], new: Answer | UpstreamError) -> Answer:
         """`auto`: the v5 answer when it is one; when v5 fails too, what the
         2026 API said, the API that counts (a switched-off v5 answers 404,
         which DomoticzLinky would read as "no data")."""

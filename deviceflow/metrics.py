@@ -18,7 +18,8 @@ from contextlib import contextmanager
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-from deviceflow.store import Store, StoreUnavailable
+from deviceflow.errors import StoreUnavailable
+from deviceflow.store import Store
 
 log = logging.getLogger("deviceflow.metrics")
 
@@ -97,8 +98,7 @@ class Metrics:
 
 
 def answer_label(exc: BaseException) -> str:
-    if isinstance(exc, StoreUnavailable):
-        return "temporarily_unavailable"
+    """The error's RFC name (StoreUnavailable's is temporarily_unavailable), or server_error."""
     return getattr(exc, "error", None) or "server_error"
 
 

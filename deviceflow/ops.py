@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone, tzinfo
 from typing import Iterable, Iterator
 
-from deviceflow.flow import IMPORTED_CHAIN_PREFIX, PENDING, DeviceFlow
+from deviceflow.flow import DeviceFlow
+from deviceflow.flow.records import ACCESS_TOKEN, CHAIN, FLOW, PENDING, REFRESH_TOKEN
+from deviceflow.flow.tokens import IMPORTED_CHAIN_PREFIX
 from deviceflow.usage_points import parse_usage_points
 from deviceflow.metrics import BUDGET_WAITS, DAY, ENEDIS_CALLS, recent
 from deviceflow.store import Store, digest
@@ -121,7 +123,7 @@ def _epoch(expires) -> float | None:
 # --- filing them
 
 def import_php(flow: DeviceFlow, rows: Iterable[Row], dry_run: bool = False) -> ImportSummary:
-    """File every live refresh token of `rows` with `flow.adopt`. Safe to run
+    """File every live refresh token of `rows` with `flow.tokens.import_refresh_token`. Safe to run
     again: a token already filed (even rotated or revoked since) is left as it is."""
     summary, seen = ImportSummary(), set()
     now = flow.clock()
@@ -144,8 +146,8 @@ def import_php(flow: DeviceFlow, rows: Iterable[Row], dry_run: bool = False) -> 
         if reason is None:
             seen.add(token)
             if dry_run:
-                reason = ALREADY if flow.store.get("refresh", digest(token)) is not None else None
-            elif not flow.adopt(token, points, expires):
+                reason = ALREADY if flow.store.get(REFRESH_TOKEN, digest(token)) is not None else None
+            elif not flow.tokens.import_refresh_token(token, points, expires):
                 reason = ALREADY
         if reason is None:
             summary.imported += 1
@@ -187,17 +189,17 @@ def _check(row: Row, now: float, default_lifetime: int):
 # --- looking at the store
 
 def stats(store: Store, now: float) -> dict[str, int]:
-    chains = list(store.scan("chain"))
+    chains = list(store.scan(CHAIN))
     live = [chain for _, chain in chains if not chain.get("revoked")]
     imported = sum(1 for key, chain in chains if key.startswith(IMPORTED_CHAIN_PREFIX) and not chain.get("revoked"))
     return {
-        "pending_flows": sum(1 for _, flow in store.scan("flow")
+        "pending_flows": sum(1 for _, flow in store.scan(FLOW)
                              if flow.get("status") == PENDING and flow.get("code_expires", 0) > now),
         "authorizations": len(live),
         "imported": imported,
         "revoked": len(chains) - len(live),
-        "refresh_tokens": store.count("refresh"),
-        "access_tokens": store.count("access"),
+        "refresh_tokens": store.count(REFRESH_TOKEN),
+        "access_tokens": store.count(ACCESS_TOKEN),
         "usage_points": len({point for chain in live for point in chain.get("usage_points", [])}),
         "enedis_calls_hour": recent(store, ENEDIS_CALLS, 3600, now),
         "enedis_calls_day": recent(store, ENEDIS_CALLS, DAY, now),
@@ -212,11 +214,11 @@ def revoke_refresh_token(flow: DeviceFlow, refresh_token: str) -> list[str] | No
     """Revoke the authorization a refresh token belongs to (every token rotated
     from the same consent, access tokens included); its usage points, or None
     when no live authorization has this token."""
-    token = flow.store.get("refresh", digest(refresh_token)) if refresh_token else None
-    chain = flow.store.get("chain", token["chain"]) if token else None
+    token = flow.store.get(REFRESH_TOKEN, digest(refresh_token)) if refresh_token else None
+    chain = flow.store.get(CHAIN, token["chain"]) if token else None
     if chain is None or chain.get("revoked"):
         return None
-    flow.revoke_chain(token["chain"])
+    flow.tokens.revoke_chain(token["chain"])
     return chain["usage_points"]
 
 
@@ -224,8 +226,8 @@ def revoke_usage_point(flow: DeviceFlow, usage_point: str) -> list[list[str]]:
     """Revoke every live authorization covering a usage point; the usage points
     of each (an authorization may cover other meters too, which lose it as well)."""
     revoked = []
-    for key, chain in flow.store.scan("chain"):
+    for key, chain in flow.store.scan(CHAIN):
         if usage_point in chain.get("usage_points", []) and not chain.get("revoked"):
-            flow.revoke_chain(key)
+            flow.tokens.revoke_chain(key)
             revoked.append(chain["usage_points"])
     return revoked

@@ -16,19 +16,14 @@ from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from deviceflow.config import Config
-from deviceflow.flow import InvalidRequest, UnsupportedGrantType, _loggable
-from deviceflow.upstream import UpstreamBadAnswer, UpstreamError, json_body, make_session, send
+from deviceflow.errors import InvalidRequest, UnsupportedGrantType, UpstreamBadAnswer, UpstreamRefused
+from deviceflow.flow.tokens import REFRESH_TOKEN_GRANT
+from deviceflow.upstream import json_body, loggable, make_session, send
 
 log = logging.getLogger("deviceflow.passthrough")
 
 AUTHORIZATION_CODE_GRANT = "authorization_code"
-REFRESH_TOKEN_GRANT = "refresh_token"
 JSON = "application/json"
-
-
-class UpstreamRefused(UpstreamError):
-    """The token endpoint answered, but issued no token (an OAuth error, or no access_token)."""
-    status, error = 502, "upstream_refused"
 
 
 @dataclass(frozen=True)
@@ -65,7 +60,7 @@ class Passthrough:
         if response.status_code != 200 or not isinstance(token, str) or not token:
             error = body.get("error") if isinstance(body, dict) else None
             log.warning("authorization code exchange refused by upstream: HTTP %d, error %s",
-                        response.status_code, _loggable(error) or "(none)")
+                        response.status_code, loggable(error) or "(none)")
             raise UpstreamRefused(f"upstream answered {response.status_code} without an access token")
         return body
 

@@ -29,11 +29,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
+from deviceflow.errors import StoreUnavailable
+
 log = logging.getLogger("deviceflow.store")
-
-
-class StoreUnavailable(Exception):
-    """The store cannot be reached; the request gets 503 and may be retried."""
 
 
 def digest(secret: str) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import socket
 import threading
 from contextlib import contextmanager
@@ -24,6 +25,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from deviceflow import __version__
 from deviceflow.config import Config
+from deviceflow.errors import UpstreamBadAnswer, UpstreamTimeout, UpstreamUnreachable
 
 log = logging.getLogger("deviceflow.upstream")
 
@@ -44,30 +46,9 @@ READ_TIMEOUTS_PER_ANSWER = 2
 UNREADABLE = (ValueError, LookupError, TypeError, AttributeError, RecursionError)
 
 
-class UpstreamError(Exception):
-    """Upstream could not be used; `status` and `error` are what the device gets."""
-    status = 502
-    error = "upstream_unreachable"
-
-    def __init__(self, description: str = "upstream is not reachable"):
-        super().__init__(description)
-        self.description = description
-
-    def body(self) -> dict:
-        return {"error": self.error, "error_description": self.description}
-
-
-class UpstreamUnreachable(UpstreamError):
-    status, error = 502, "upstream_unreachable"
-
-
-class UpstreamTimeout(UpstreamError):
-    status, error = 504, "upstream_timeout"
-
-
-class UpstreamBadAnswer(UpstreamError):
-    """Upstream answered, but with something unusable (not JSON, wrong shape, too large)."""
-    status, error = 502, "upstream_error"
+def loggable(value) -> str:
+    """Upstream text (an answer, a redirect's parameter) for a log line: short, printable ASCII."""
+    return re.sub(r"[^\x20-\x7e]", "?", str(value or ""))[:80]
 
 
 def answer_deadline(config: Config) -> float:

@@ -14,7 +14,8 @@ import requests
 import responses
 
 from deviceflow import cli
-from deviceflow.enedis import BUDGET_WAIT, EnedisClient, UpstreamBusy
+from deviceflow.enedis import BUDGET_WAIT, EnedisClient
+from deviceflow.errors import UpstreamBusy
 from helpers import PRM1, PRM2, consent, get_code, poll, refresh, tokens_for
 
 TOKEN_URL = "https://gw.ext.prod.api.enedis.fr/oauth2/v3/token"
@@ -117,8 +118,8 @@ def test_a_token_imported_from_the_php_server_binds_to_the_client_that_first_ref
     DomoticzLinky sends whichever its plugin.py holds (CLIENT_ID, or one listed in
     EXTERNAL_CLIENT_ID): either is accepted once; the rotated token keeps that one."""
     app = make_web(make_config())
-    flow = app.app.web.flow
-    assert flow.adopt("php-refresh-token", [PRM1], flow.clock() + 86400)
+    flow = app.app.flow
+    assert flow.tokens.import_refresh_token("php-refresh-token", [PRM1], flow.clock() + 86400)
     other = "domoticz" if client_id == "test-client" else "test-client"
     assert refresh(app, "php-refresh-token", client_id="stranger").json["error"] == "invalid_client"
     renewed = refresh(app, "php-refresh-token", client_id=client_id)

@@ -8,8 +8,8 @@ import logging
 import pytest
 import responses
 
-from deviceflow.flow import (GUESSES_CEILING, GUESSES_GLOBAL, GUESSES_PER_ADDRESS, RETURNS_PER_ADDRESS,
-                             RETURNS_PER_ADDRESS_WINDOW, RETURNS_PER_STATE)
+from deviceflow.flow.consent import RETURNS_PER_ADDRESS, RETURNS_PER_ADDRESS_WINDOW, RETURNS_PER_STATE
+from deviceflow.flow.verification import GUESSES_CEILING, GUESSES_GLOBAL, GUESSES_PER_ADDRESS
 from helpers import PRM1, PRM2, confirm, control_headers, get_code, poll
 from test_consent_v2 import AUTORISATION_ID, SUBSCRIBED_URL, TOKEN_URL, searches, services, subscribed
 
@@ -44,7 +44,7 @@ def minted(app, code):
 
 
 def tokens_in_store(app):
-    return app.app.web.store.count("access") + app.app.web.store.count("refresh")
+    return app.app.store.count("access") + app.app.store.count("refresh")
 
 
 # --- 1. a forged meter: the v1-style return names any PRM
@@ -178,7 +178,7 @@ def test_a_state_takes_a_bounded_number_of_returns(make_proxy, enedis):
 def test_consent_look_ups_never_wait_for_an_outbound_slot(make_proxy, enedis, clock, sqlite_store):
     subscribed(enedis, services(PRM1))
     app = make_proxy(ENEDIS_MAX_CALLS_PER_SECOND="1")
-    enedis_client = app.app.web.flow.upstream
+    enedis_client = app.app.flow.upstream
     enedis_client.access_token()  # the token is cached: what follows are look-ups only
     code, state = start(app)
     clock.advance(1)
@@ -194,7 +194,7 @@ def test_consent_look_ups_never_wait_for_an_outbound_slot(make_proxy, enedis, cl
 def test_consent_look_ups_share_the_data_calls_cap_of_threads(make_proxy, enedis):
     subscribed(enedis, services(PRM1))
     app = make_proxy(THREADS="8")
-    cap = app.app.web.flow.upstream._data_calls
+    cap = app.app.flow.upstream._data_calls
     while cap.acquire(blocking=False):  # every data-call thread busy on Enedis
         pass
     code, state = start(app)
@@ -400,8 +400,8 @@ def test_the_owner_reloading_after_a_lost_answer_still_completes(make_proxy, ene
     code = get_code(app)
     first_state = confirm(app, code["user_code"])["state"]
     second_state = confirm(app, code["user_code"])["state"]  # the person pressed the button twice
-    enedis_client = app.app.web.flow.upstream
-    record = app.app.web.store.get("state", first_state)
+    enedis_client = app.app.flow.upstream
+    record = app.app.store.get("state", first_state)
     enedis_client.usage_points_for(AUTORISATION_ID, record["started"], flow_key=record["device"])
     assert back(app, second_state, autorisation_id=AUTORISATION_ID).status_int == 200
     assert minted(app, code)["usage_points_id"] == PRM1

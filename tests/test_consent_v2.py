@@ -10,7 +10,8 @@ import requests
 import responses
 
 from deviceflow.enedis import SUBSCRIBED_RETRY_PAUSES
-from deviceflow.flow import DeviceFlow, PageError
+from deviceflow.errors import PageError
+from deviceflow.flow import DeviceFlow
 from deviceflow.store import digest
 from helpers import PRM1, PRM2, confirm, get_code, poll
 
@@ -184,20 +185,21 @@ def test_concurrent_completion_delivers_once(make_config, sqlite_store, clock):
         def usage_points_for(self, autorisation_id, started, flow_key):
             if not asked:
                 asked.append(autorisation_id)
-                inner.append(flow.complete(params, "browser"))  # the other request, finishing first
+                inner.append(flow.consent.finish(params, "browser"))  # the other request, finishing first
             return [PRM1]
 
     asked, inner = [], []
     flow = DeviceFlow(make_config(ENEDIS_AUTHORIZE_VERSION="v2"), sqlite_store, upstream=Enedis(), clock=clock)
-    start = flow.start("test-client")
-    pending = flow.lookup(start["user_code"], "192.0.2.1")
-    state = dict(kv.split("=") for kv in flow.begin(pending, "browser").split("?", 1)[1].split("&"))["state"]
+    start = flow.authorization.issue_codes("test-client")
+    pending = flow.verification.find_pending(start["user_code"], "192.0.2.1")
+    consent_url = flow.consent.consent_url(pending, "browser")
+    state = dict(kv.split("=") for kv in consent_url.split("?", 1)[1].split("&"))["state"]
     params = {"state": state, "autorisation_id": AUTORISATION_ID}
     with pytest.raises(PageError) as caught:
-        flow.complete(params, "browser")
+        flow.consent.finish(params, "browser")
     assert caught.value.reason == "bad_state"
     assert inner[0]["usage_points"] == [PRM1]
-    assert flow.poll("test-client", start["device_code"])["usage_points_id"] == PRM1
+    assert flow.device_code_grant.poll("test-client", start["device_code"])["usage_points_id"] == PRM1
 
 
 # --- what the operator sees

@@ -17,7 +17,7 @@ import waitress
 from webtest import TestApp
 
 from deviceflow.enedis import BUDGET_WAIT, EnedisClient
-from deviceflow.store import StoreUnavailable
+from deviceflow.errors import StoreUnavailable
 from helpers import PRM1, PRM2, at_once, tokens_for
 
 TOKEN_URL = "https://gw.ext.prod.api.enedis.fr/oauth2/v3/token"
@@ -183,7 +183,7 @@ def test_repeated_parameter_is_400_invalid_request(proxy, device_token, enedis_m
 def test_version_min_refuses_old_devices(make_web, make_config, sqlite_store, enedis_mock):
     config = make_config(VERSION_MIN="2.0.0")
     app = make_web(config, upstream=EnedisClient(config, sqlite_store, clock=sqlite_store.clock))
-    token = app.app.web.flow.mint([PRM1], "test-client")["access_token"]
+    token = app.app.flow.tokens.mint([PRM1], "test-client")["access_token"]
     response = app.get(f"/data/proxy/{LOAD_CURVE}", {"usage_point_id": PRM1},
                        headers={"Authorization": f"Bearer {token}", "User-Agent": "DomoticzLinky/1.9.0"},
                        expect_errors=True)
@@ -267,7 +267,7 @@ def test_store_down_is_503(proxy, device_token, enedis_mock, sqlite_store, broke
 
 
 def test_without_an_enedis_client_the_route_is_502(app, enedis_mock):
-    token = app.app.web.flow.mint([PRM1], "test-client")["access_token"]
+    token = app.app.flow.tokens.mint([PRM1], "test-client")["access_token"]
     assert_json_error(fetch(app, token), 502, "upstream_unreachable")
 
 
@@ -342,7 +342,7 @@ def test_data_calls_and_enedis_calls_are_counted(make_config, sqlite_store, cloc
     config, metrics = make_config(METRICS="1"), Metrics(sqlite_store, clock)
     enedis = EnedisClient(config, sqlite_store, clock=clock, sleep=clock.advance, metrics=metrics)
     app = TestApp(make_app(config, sqlite_store, upstream=enedis, clock=clock, metrics=metrics))
-    token = app.app.web.flow.mint([PRM1], "test-client")["access_token"]
+    token = app.app.flow.tokens.mint([PRM1], "test-client")["access_token"]
     enedis_mock.add(responses.POST, TOKEN_URL, json={"access_token": "enedis-token", "expires_in": "12600"})
     enedis_mock.add(responses.GET, LOAD_CURVE_URL, status=401, json={"code": "900901"})
     enedis_mock.add(responses.GET, LOAD_CURVE_URL, body=V5_LOAD_CURVE, content_type="application/json")

@@ -10,9 +10,8 @@ import pytest
 import requests
 import responses
 
-from deviceflow.enedis import (BUDGET_WAIT, EnedisClient, UpstreamBusy, V5_PATHS, data_path,
-                               parse_next_access_time)
-from deviceflow.upstream import UpstreamBadAnswer, UpstreamTimeout, UpstreamUnreachable
+from deviceflow.enedis import BUDGET_WAIT, V5_PATHS, EnedisClient, data_path, parse_next_access_time
+from deviceflow.errors import UpstreamBadAnswer, UpstreamBusy, UpstreamTimeout, UpstreamUnreachable
 from helpers import at_once
 
 TOKEN_URL = "https://gw.ext.prod.api.enedis.fr/oauth2/v3/token"

@@ -13,7 +13,7 @@ import responses
 from deviceflow import translate
 from deviceflow.enedis import EnedisClient
 from deviceflow.metrics import Metrics
-from deviceflow.upstream import UpstreamBadAnswer, UpstreamTimeout, UpstreamUnreachable
+from deviceflow.errors import UpstreamBadAnswer, UpstreamTimeout, UpstreamUnreachable
 from test_translate import domoticz_linky_hours, fixture
 
 TOKEN_URL = "https://gw.ext.prod.api.enedis.fr/oauth2/v3/token"
@@ -338,7 +338,7 @@ def test_data_proxy_says_which_api_answered_and_counts_it(make_config, sqlite_st
     config, metrics = make_config(ENEDIS_API_MODE="auto", METRICS="1"), Metrics(sqlite_store, clock)
     client = EnedisClient(config, sqlite_store, clock=clock, sleep=clock.advance, metrics=metrics)
     app = TestApp(make_app(config, sqlite_store, upstream=client, clock=clock, metrics=metrics))
-    token = app.app.web.flow.mint([CONSUMER], "test-client")["access_token"]
+    token = app.app.flow.tokens.mint([CONSUMER], "test-client")["access_token"]
     load_curve_answers(enedis)
     load_curve_answers(enedis, status=503, json={"code": "503", "message": "Service indisponible"})
     v5_answers(enedis, json=V5_LOAD_CURVE)

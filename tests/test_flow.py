@@ -2,10 +2,13 @@
 
 import pytest
 
-from deviceflow.flow import (USER_CODE_ALPHABET, AccessDenied, AuthorizationPending, DeviceFlow, ExpiredToken,
-                             InvalidClient, InvalidGrant, PageError, SlowDown, VersionMismatch, application_name,
-                             check_user_agent, normalize_user_code, parse_usage_points)
+from deviceflow.errors import (AccessDenied, AuthorizationPending, ExpiredToken, InvalidClient, InvalidGrant,
+                               PageError, SlowDown, VersionMismatch)
+from deviceflow.flow import DeviceFlow
+from deviceflow.flow.clients import application_name, check_user_agent
+from deviceflow.flow.device_authorization import USER_CODE_ALPHABET, normalize_user_code
 from deviceflow.store import SQLiteStore, digest
+from deviceflow.usage_points import parse_usage_points
 from helpers import at_once
 
 PRM = "11111111111111"
@@ -18,21 +21,21 @@ def flow(config, any_store, clock):
 
 def approve(flow, device_code, points=(PRM,)):
     """What /auth/redirect does once Enedis sent the person back."""
-    return flow._settle(digest(device_code), {"status": "approved", "usage_points": list(points)})
+    return flow.consent.settle_pending(digest(device_code), {"status": "approved", "usage_points": list(points)})
 
 
 def test_user_codes_use_the_alphabet_and_are_unique(flow):
-    codes = {flow.start("test-client")["user_code"] for _ in range(200)}
+    codes = {flow.authorization.issue_codes("test-client")["user_code"] for _ in range(200)}
     assert len(codes) == 200
     assert all(set(c.replace("-", "")) <= set(USER_CODE_ALPHABET) for c in codes)
     assert set(USER_CODE_ALPHABET).isdisjoint("AEIOUY01")
 
 
 def test_user_code_collisions_are_retried(flow, any_store, monkeypatch):
-    taken = flow.start("test-client")["user_code"].replace("-", "")
+    taken = flow.authorization.issue_codes("test-client")["user_code"].replace("-", "")
     picks = iter(taken + "BCDFGHJK")
-    monkeypatch.setattr("deviceflow.flow.secrets.choice", lambda alphabet: next(picks))
-    assert flow.start("test-client")["user_code"] == "BCDF-GHJK"
+    monkeypatch.setattr("deviceflow.flow.device_authorization.secrets.choice", lambda alphabet: next(picks))
+    assert flow.authorization.issue_codes("test-client")["user_code"] == "BCDF-GHJK"
 
 
 @pytest.mark.parametrize("typed, expected", [
@@ -53,61 +56,61 @@ def test_usage_points_split_on_semicolon_and_comma():
 
 
 def test_life_cycle_pending_approved_delivered(flow):
-    start = flow.start("test-client")
+    start = flow.authorization.issue_codes("test-client")
     with pytest.raises(AuthorizationPending):
-        flow.poll("test-client", start["device_code"])
+        flow.device_code_grant.poll("test-client", start["device_code"])
     approve(flow, start["device_code"])
-    tokens = flow.poll("test-client", start["device_code"])
+    tokens = flow.device_code_grant.poll("test-client", start["device_code"])
     assert tokens["usage_points_id"] == PRM
-    assert flow.authenticate(tokens["access_token"])["usage_points"] == [PRM]
+    assert flow.tokens.authenticate(tokens["access_token"])["usage_points"] == [PRM]
     with pytest.raises(InvalidGrant):
-        flow.poll("test-client", start["device_code"])
+        flow.device_code_grant.poll("test-client", start["device_code"])
 
 
 def test_denied_flow_answers_access_denied(flow):
-    start = flow.start("test-client")
-    flow._settle(digest(start["device_code"]), {"status": "denied"})
+    start = flow.authorization.issue_codes("test-client")
+    flow.consent.settle_pending(digest(start["device_code"]), {"status": "denied"})
     with pytest.raises(AccessDenied):
-        flow.poll("test-client", start["device_code"])
+        flow.device_code_grant.poll("test-client", start["device_code"])
 
 
 def test_expiry_and_slow_down(flow, clock):
-    start = flow.start("test-client")
+    start = flow.authorization.issue_codes("test-client")
     for _ in range(12):
         with pytest.raises(AuthorizationPending):
-            flow.poll("test-client", start["device_code"])
+            flow.device_code_grant.poll("test-client", start["device_code"])
     with pytest.raises(SlowDown) as slow:
-        flow.poll("test-client", start["device_code"])
+        flow.device_code_grant.poll("test-client", start["device_code"])
     assert slow.value.body()["interval"] == 5
     clock.advance(300)
     with pytest.raises(ExpiredToken):
-        flow.poll("test-client", start["device_code"])
+        flow.device_code_grant.poll("test-client", start["device_code"])
     clock.advance(24 * 3600 + 1)
     with pytest.raises(InvalidGrant):
-        flow.poll("test-client", start["device_code"])
+        flow.device_code_grant.poll("test-client", start["device_code"])
 
 
 def test_approval_after_expiry_is_refused(flow, clock):
-    start = flow.start("test-client")
+    start = flow.authorization.issue_codes("test-client")
     clock.advance(301)
     with pytest.raises(PageError):
-        flow.lookup(start["user_code"], "192.0.2.1")
+        flow.verification.find_pending(start["user_code"], "192.0.2.1")
 
 
 def test_unknown_client_is_invalid_client(flow):
     with pytest.raises(InvalidClient):
-        flow.start("intruder")
+        flow.authorization.issue_codes("intruder")
 
 
 def test_thirty_threads_polling_one_approved_code_deliver_once(config, tmp_path):
     store = SQLiteStore(str(tmp_path / "race.sqlite3"))
     flow = DeviceFlow(config, store)
-    start = flow.start("test-client")
+    start = flow.authorization.issue_codes("test-client")
     approve(flow, start["device_code"])
 
     def poller():
         try:
-            return flow.poll("test-client", start["device_code"])
+            return flow.device_code_grant.poll("test-client", start["device_code"])
         except InvalidGrant:
             return "refused"
 
@@ -118,13 +121,13 @@ def test_thirty_threads_polling_one_approved_code_deliver_once(config, tmp_path)
 def test_refresh_token_survives_a_restart_on_the_same_file(config, tmp_path):
     path = str(tmp_path / "restart.sqlite3")
     first = DeviceFlow(config, SQLiteStore(path))
-    start = first.start("test-client")
+    start = first.authorization.issue_codes("test-client")
     approve(first, start["device_code"])
-    tokens = first.poll("test-client", start["device_code"])
+    tokens = first.device_code_grant.poll("test-client", start["device_code"])
     first.store.close()
 
     restarted = DeviceFlow(config, SQLiteStore(path))
-    renewed = restarted.refresh("test-client", tokens["refresh_token"])
+    renewed = restarted.tokens.refresh("test-client", tokens["refresh_token"])
     assert renewed["usage_points_id"] == PRM
 
 

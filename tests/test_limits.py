@@ -8,11 +8,13 @@ from pathlib import Path
 import pytest
 from webtest import TestApp
 
-from deviceflow.flow import (DEVICE_CODES_PER_ADDRESS, DEVICE_CODES_WINDOW, GUESSES_CEILING, GUESSES_GLOBAL,
-                             GUESSES_GLOBAL_WINDOW,
-                             GUESSES_PER_ADDRESS, GUESSES_PER_ADDRESS_WINDOW, USER_CODE_ALPHABET, USER_CODE_LENGTH,
-                             DeviceFlow, PageError)
-from deviceflow.web import ClientAddress
+from deviceflow.errors import PageError
+from deviceflow.flow import DeviceFlow
+from deviceflow.flow.device_authorization import (DEVICE_CODES_PER_ADDRESS, DEVICE_CODES_WINDOW, USER_CODE_ALPHABET,
+                                                  USER_CODE_LENGTH)
+from deviceflow.flow.verification import (GUESSES_CEILING, GUESSES_GLOBAL, GUESSES_GLOBAL_WINDOW, GUESSES_PER_ADDRESS,
+                                          GUESSES_PER_ADDRESS_WINDOW)
+from deviceflow.middleware import ClientAddress
 from helpers import get_code
 
 SECURITY = Path(__file__).resolve().parent.parent / "docs" / "security.md"
@@ -63,7 +65,7 @@ def test_five_thousand_addresses_guessing_stay_within_the_ceiling(config, sqlite
     for hour in range(3):
         for address in range(5000):
             try:
-                flow.lookup("BBBB-BBBB", f"203.{address // 250}.{address % 250}.1")
+                flow.verification.find_pending("BBBB-BBBB", f"203.{address // 250}.{address % 250}.1")
                 raise AssertionError("BBBB-BBBB is no live code")
             except PageError as error:
                 tried += error.reason == "unknown_code"  # the others were refused before any look-up
@@ -97,7 +99,7 @@ def test_spending_the_global_budget_is_logged_once(config, sqlite_store, clock, 
     with caplog.at_level(logging.WARNING, logger="deviceflow.flow"):
         for i in range(GUESSES_GLOBAL + 20):
             with pytest.raises(PageError):
-                flow.lookup("BBBB-BBBB", f"203.0.113.{i % 200}")
+                flow.verification.find_pending("BBBB-BBBB", f"203.0.113.{i % 200}")
     assert [r.levelname for r in caplog.records] == ["WARNING"]
 
 

@@ -31,7 +31,7 @@ def test_every_json_route_of_the_app_is_described(app):
     spec = yaml.safe_load(SPEC.read_text(encoding="utf-8"))
     assert spec["openapi"].startswith("3.")
     described = {(path, method.upper()) for path, item in spec["paths"].items() for method in item}
-    routes = {(route.rule, route.method) for route in app.app.web.app.routes
+    routes = {(route.rule, route.method) for route in app.app.device_api.app.routes
               if route.rule.startswith(("/device/", "/.well-known/", "/healthz"))}
     routes |= {(f"/data/proxy/{path}", "GET") for path in V5_PATHS}
     assert described == routes

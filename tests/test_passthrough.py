@@ -15,9 +15,9 @@ import pytest
 import requests
 import responses
 
-from deviceflow.passthrough import Passthrough, UpstreamRefused
+from deviceflow.errors import UpstreamBadAnswer, UpstreamRefused, UpstreamTimeout, UpstreamUnreachable
+from deviceflow.passthrough import Passthrough
 from deviceflow.store import digest
-from deviceflow.upstream import UpstreamBadAnswer, UpstreamTimeout, UpstreamUnreachable
 from helpers import PRM1, confirm, get_code, poll
 
 TOKEN_URL = "https://oauth.example.org/token"
@@ -118,7 +118,7 @@ def test_a_flow_started_before_sealing_still_delivers(device_app, upstream):
     """An operator upgrades with flows pending: their records hold no public key, the answer waits as before."""
     upstream.post(TOKEN_URL, json=UPSTREAM_TOKENS)
     code = get_code(device_app)
-    store, key = device_app.app.web.store, digest(code["device_code"])
+    store, key = device_app.app.store, digest(code["device_code"])
     store.put("flow", key, {k: v for k, v in store.get("flow", key).items() if k != "public_key"}, 3600)
     back_from_upstream(device_app, confirm(device_app, code["user_code"]))
     assert store.get("flow", key)["upstream"] == UPSTREAM_TOKENS
@@ -129,7 +129,7 @@ def test_a_sealed_answer_altered_in_the_store_says_start_again(device_app, upstr
     upstream.post(TOKEN_URL, json=UPSTREAM_TOKENS)
     code = get_code(device_app)
     back_from_upstream(device_app, confirm(device_app, code["user_code"]))
-    store, key = device_app.app.web.store, digest(code["device_code"])
+    store, key = device_app.app.store, digest(code["device_code"])
     store.update_if("flow", key, {}, {"sealed": store.get("flow", key)["sealed"][:-8] + "AAAAAAAA"})
     answer = poll(device_app, code["device_code"])
     assert answer.status_int == 400 and answer.json["error"] == "expired_token"
@@ -150,8 +150,8 @@ def test_client_secret_sources(make_web, device_config, upstream, configured, fr
     tokens = poll(app, code["device_code"]).json  # a lent secret is used at this poll, the others before
     assert sent_form(upstream.calls[0]).get("client_secret") == expected
     # Once used, the device's secret is no longer kept in the store.
-    assert app.app.web.store.get("flow", digest(code["device_code"])).get("client_secret") is None
-    assert app.app.web.store.get("lent", digest(code["device_code"])) is None
+    assert app.app.store.get("flow", digest(code["device_code"])).get("client_secret") is None
+    assert app.app.store.get("lent", digest(code["device_code"])) is None
     assert tokens["access_token"] == "up-access"
 
 
@@ -269,7 +269,7 @@ def test_cg_suffix_switches_one_flow_to_client_credentials(make_web, device_conf
     assert len(upstream.calls) == 0
     tokens = poll(app, code["device_code"]).json
     assert tokens["usage_points_id"] == PRM1 and tokens["expires_in"] == 12600
-    assert app.app.web.flow.authenticate(tokens["access_token"])["usage_points"] == [PRM1]
+    assert app.app.flow.tokens.authenticate(tokens["access_token"])["usage_points"] == [PRM1]
 
 
 def test_other_suffixes_keep_the_pass_through(device_app, upstream):

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 from webtest import TestApp
 
-from deviceflow.store import StoreUnavailable
+from deviceflow.errors import StoreUnavailable
 from deviceflow.web import make_app
 from helpers import DEVICE_GRANT, confirm, get_code
 

@@ -73,7 +73,7 @@ def test_a_demo_listens_on_loopback_unless_told_otherwise(monkeypatch, tmp_path,
     assert cli.main(["serve", "--demo", "--port", "8099", "--host", "0.0.0.0"]) == 0
     assert [host for host, _ in served] == ["127.0.0.1", "0.0.0.0"]
     for _, app in served:
-        config, store = app.web.config, app.web.store
+        config, store = app.config, app.store
         assert config.sqlite_path == ":memory:" and config.db_type == "sqlite"
         assert config.client_id == "deviceflow-demo" and not config.client_secret  # .env not read
         assert store.path != str(tmp_path / "production" / "prod.sqlite3")

@@ -112,7 +112,7 @@ def test_the_sealed_answer_opens_with_no_other_device_code(make_web, make_config
     app.get("/auth/redirect", {"state": query["state"], "code": "upstream-code"})
 
     key = digest(mine["device_code"])
-    sealed = app.app.web.store.get("flow", key)["sealed"]
+    sealed = app.app.store.get("flow", key)["sealed"]
     with pytest.raises(sealing.CannotOpen):
         sealing.open_with(other["device_code"], sealed, key.encode())
     assert poll(app, other["device_code"]).json["error"] == "authorization_pending"

@@ -5,7 +5,8 @@ import sqlite3
 
 import pytest
 
-from deviceflow.store import MongoStore, SQLiteStore, StoreUnavailable, digest
+from deviceflow.errors import StoreUnavailable
+from deviceflow.store import MongoStore, SQLiteStore, digest
 from helpers import at_once
 
 

@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 
 from deviceflow import translate
 from deviceflow.enedis import EnedisClient
-from deviceflow.upstream import MAX_ANSWER_BYTES, MAX_JSON_DEPTH, UpstreamBadAnswer, answer_deadline, parse_json
+from deviceflow.errors import UpstreamBadAnswer
+from deviceflow.upstream import MAX_ANSWER_BYTES, MAX_JSON_DEPTH, answer_deadline, parse_json
 from helpers import PRM1, confirm, get_code, poll, tokens_for
 
 ENEDIS = "https://gw.ext.prod.api.enedis.fr"

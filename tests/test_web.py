@@ -412,14 +412,14 @@ def test_healthz_reports_ok_then_503_when_the_store_is_gone(app, sqlite_store):
     assert app.get("/healthz").json["status"] == "ok"
 
     def broken():
-        from deviceflow.store import StoreUnavailable
+        from deviceflow.errors import StoreUnavailable
         raise StoreUnavailable("down")
     sqlite_store.ping = broken
     assert app.get("/healthz", status=503).json["status"] == "unavailable"
 
 
 def test_store_down_gives_503_temporarily_unavailable(app, sqlite_store):
-    from deviceflow.store import StoreUnavailable
+    from deviceflow.errors import StoreUnavailable
 
     def down(*args, **kwargs):
         raise StoreUnavailable("down")
