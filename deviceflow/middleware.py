@@ -122,6 +122,11 @@ class AccessLog:
             return self.app(environ, recording_start_response)
         finally:
             route = environ.get("bottle.route")
-            access_log.info("%s %s %s %s %.1fms", environ.get("REMOTE_ADDR", "") or "-",
-                            ascii_only(environ.get("REQUEST_METHOD", "")), route.rule if route else "-",
-                            status[-1] if status else "-", (self.clock() - started) * 1000)
+            access_log.info(
+                "%s %s %s %s %.1fms",
+                environ.get("REMOTE_ADDR", "") or "-",
+                ascii_only(environ.get("REQUEST_METHOD", "")),
+                route.rule if route else "-",
+                status[-1] if status else "-",
+                (self.clock() - started) * 1000,
+            )
