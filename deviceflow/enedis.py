@@ -96,7 +96,7 @@ INT64_MAX = 2**63 - 1
 REDEEM_KIND, SHARE_KIND = "redeem", "share"
 ENEDIS_ZONE = ZoneInfo("Europe/Paris")  # the dates Enedis writes are French ones
 
-# A call that cannot get a slot within this many seconds is answered 429 (SPEC §2).
+# A call that cannot get a slot within this many seconds is answered 429 (ENEDIS_MAX_CALLS_PER_SECOND).
 BUDGET_WAIT = 10
 # The token is renewed this long before Enedis says it expires (a tenth of its
 # life for short-lived tokens), so no call goes out with a token about to die.
@@ -505,7 +505,7 @@ class EnedisClient:
         try:
             token = sealing.decrypt(self.config.client_secret, record["encrypted"]).decode() if record else None
         except (KeyError, sealing.CannotOpen, UnicodeDecodeError):
-            # Another secret (rotated), or a clear record from before encryption: no token, fetch one.
+            # Sealed under another secret (rotated), or unreadable: no token, fetch one.
             token = None
         return token if token and token != stale else None
 

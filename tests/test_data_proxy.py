@@ -1,4 +1,4 @@
-"""GET /data/proxy/<v5 path> as a device sees it (SPEC §4): WebTest over the
+"""GET /data/proxy/<v5 path> as a device sees it (docs/protocol.md): WebTest over the
 WSGI app, and a real waitress server for the raw request paths. Enedis is
 `responses`; devices get their tokens through the flow (helpers)."""
 

@@ -1,4 +1,4 @@
-"""Every route of SPEC §4 in scope, as a device and a browser see it (WebTest over the WSGI app)."""
+"""Every route of docs/protocol.md in scope, as a device and a browser see it (WebTest over the WSGI app)."""
 
 import re
 

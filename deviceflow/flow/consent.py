@@ -257,10 +257,8 @@ class Consent:
         The state and the code are spent, so a flow that cannot complete is denied at once: the
         device hears access_denied instead of polling until the code expires.
         """
-        # The device's own secret served this one exchange; it is not kept any longer.
-        forget = {"client_secret": None}
         if self.passthrough is None or not params.get("code"):
-            self.settle_pending(device_key, {"status": DENIED, **forget})
+            self.settle_pending(device_key, {"status": DENIED})
             raise PageError("bad_request")
         if flow.get("lent") and flow.get("public_key"):
             # Only the device code opens the lent secret: the exchange waits for the device's next poll,
@@ -276,16 +274,15 @@ class Consent:
                     flow["public_key"], json.dumps(grant).encode(), sealed_for(AUTHORIZATION_CODE_PURPOSE, device_key)
                 )
             }
-        secret = self.config.client_secret or flow.get("client_secret", "")
         try:
             response = self.passthrough.exchange_code(
-                params["code"], record.get("client_id", ""), secret, record.get("verifier")
+                params["code"], record.get("client_id", ""), self.config.client_secret, record.get("verifier")
             )
         except UpstreamError as error:
-            self.settle_pending(device_key, {"status": DENIED, **forget})
+            self.settle_pending(device_key, {"status": DENIED})
             raise PageError("exchange_failed", error.status) from None
         extra = {k: v for k, v in params.items() if k not in RESERVED_TOKEN_FIELDS and k not in response}
         if not flow.get("public_key"):  # a flow started before FLOW=DEVICE was configured holds no key
-            return {"upstream": response, "extra": extra, **forget}
+            return {"upstream": response, "extra": extra}
         answer = json.dumps({"upstream": response, "extra": extra}).encode()
-        return {"sealed": sealing.seal_to(flow["public_key"], answer, device_key.encode()), **forget}
+        return {"sealed": sealing.seal_to(flow["public_key"], answer, device_key.encode())}
