@@ -7,6 +7,7 @@ sent with a strict Content-Security-Policy and never cached. Bottle's `redirect(
 
 from __future__ import annotations
 
+import functools
 import secrets
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -57,6 +58,20 @@ class Pages:
         for rule in (RETURN_PREFIX, RETURN_PREFIX + "/<anything:path>", "/auth/redirect_parent"):
             app.get(rule, callback=self.auth_redirect)
         app.get("/static/<name:path>", callback=self.static)
+        app.install(self.store_down_page)
+
+    def store_down_page(self, callback):
+        """Plugin: a store that fails midway through a page is the "try again later" page (503), the
+        same for every route, rather than Bottle's crash handler and its traceback in the log."""
+
+        @functools.wraps(callback)
+        def wrapper(*args, **kwargs):
+            try:
+                return callback(*args, **kwargs)
+            except StoreUnavailable:
+                return self.error_page(PageError("server", 503))
+
+        return wrapper
 
     # --- the routes, in the order of the protocol
 
