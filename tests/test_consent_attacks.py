@@ -162,6 +162,17 @@ def test_a_state_takes_no_other_id_after_its_first(make_proxy, enedis):
     assert minted(app, code)["usage_points_id"] == PRM1
 
 
+@pytest.mark.parametrize("other", [OTHER_ID, "\u0661\u0662\u0663", "417265119\u00e9"])
+def test_another_id_on_a_bound_state_is_a_page_whatever_its_characters(make_proxy, enedis, other):
+    subscribed(enedis, status=500, json={"code": "500"})
+    app = make_proxy()
+    code, state = start(app)
+    assert back(app, state, autorisation_id=AUTORISATION_ID).status_int == 502
+    page = back(app, state, autorisation_id=other)
+    assert page.status_int == 400 and page.content_type == "text/html"
+    assert minted(app, code)["error"] == "authorization_pending"
+
+
 # --- 3. a state outlives no failure, and costs Enedis little
 
 

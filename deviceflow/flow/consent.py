@@ -228,7 +228,8 @@ class Consent:
         if self.store.update_if(STATE, state, {"autorisation_id": None}, {"autorisation_id": autorisation_id}):
             return
         record = self.store.get(STATE, state)
-        if record is None or not hmac.compare_digest(str(record.get("autorisation_id")), autorisation_id):
+        bound = str(record.get("autorisation_id")) if record else ""
+        if record is None or not hmac.compare_digest(bound.encode(), autorisation_id.encode()):
             log.warning("a consent return named another autorisation_id than its state's first one: refused")
             raise PageError("bad_state")
 
