@@ -465,3 +465,14 @@ def test_the_owner_reloading_after_a_lost_answer_still_completes(make_proxy, ene
     enedis_client.usage_points_for(AUTORISATION_ID, record["started"], flow_key=record["device"])
     assert back(app, second_state, autorisation_id=AUTORISATION_ID).status_int == 200
     assert minted(app, code)["usage_points_id"] == PRM1
+
+
+@pytest.mark.parametrize("forged", ["é" * 64, "\u0661" * 64, "0" * 64])
+def test_a_forged_confirmation_token_is_refused_with_a_page_whatever_its_characters(make_proxy, forged):
+    app = make_proxy()
+    code = get_code(app)
+    form = app.get(f"/device?code={code['user_code']}").forms[0]
+    form["csrf"] = forged
+    page = form.submit(expect_errors=True)
+    assert page.status_int == 403 and page.content_type == "text/html"
+    assert "Location" not in page.headers

@@ -109,7 +109,11 @@ class Verification:
         return hmac.new(self._server_key(), f"{browser_id}|{user_code}".encode(), hashlib.sha256).hexdigest()
 
     def check_csrf(self, browser_id: str, user_code: str, token: str) -> None:
-        if not browser_id or not token or not hmac.compare_digest(self.csrf_token(browser_id, user_code), token):
+        if (
+            not browser_id
+            or not token
+            or not hmac.compare_digest(self.csrf_token(browser_id, user_code).encode(), token.encode())
+        ):
             raise PageError("bad_csrf", 403)
 
     def _server_key(self) -> bytes:
