@@ -8,6 +8,8 @@ import logging
 import pytest
 import responses
 from helpers import PRM1, PRM2, confirm, control_headers, get_code, poll
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from test_consent_v2 import AUTORISATION_ID, SUBSCRIBED_URL, TOKEN_URL, searches, services, subscribed
 
 from deviceflow.flow.consent import RETURNS_PER_ADDRESS, RETURNS_PER_ADDRESS_WINDOW, RETURNS_PER_STATE
@@ -476,3 +478,34 @@ def test_a_forged_confirmation_token_is_refused_with_a_page_whatever_its_charact
     page = form.submit(expect_errors=True)
     assert page.status_int == 403 and page.content_type == "text/html"
     assert "Location" not in page.headers
+
+
+# --- any text, in a real flow's forms and returns, is a page and never a 500
+
+TEXT = st.text(max_size=40).filter(lambda t: "\x00" not in t)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    csrf=TEXT,
+    user_code=TEXT,
+    version=st.sampled_from(["v1", "v2"]),
+    ids=st.lists(TEXT, min_size=1, max_size=3),
+    code=TEXT,
+    usage_point_id=TEXT,
+)
+def test_any_text_in_a_real_flow_is_a_page_never_a_500(
+    make_proxy, enedis_mock, clock, csrf, user_code, version, ids, code, usage_point_id
+):
+    clock.advance(3600)  # examples share the store: each starts with the limits' windows over
+    enedis_mock.add(responses.POST, TOKEN_URL, json={"access_token": "t", "expires_in": "12600"})
+    enedis_mock.add(responses.POST, SUBSCRIBED_URL, status=500, json={"code": "500"})
+    app = make_proxy(ENEDIS_AUTHORIZE_VERSION=version)
+    device_code = get_code(app)
+    app.get(f"/device?code={device_code['user_code']}")  # the browser is shown the code (and its cookie)
+    answer = app.post("/device", {"user_code": user_code or device_code["user_code"], "csrf": csrf}, expect_errors=True)
+    assert answer.status_int != 500, answer.text
+    state = confirm(app, device_code["user_code"])["state"]
+    for autorisation_id in [AUTORISATION_ID, *ids]:
+        page = back(app, state, autorisation_id=autorisation_id, code=code, usage_point_id=usage_point_id)
+        assert page.status_int != 500 and page.content_type == "text/html", page.text  # 502: Enedis failing
