@@ -27,7 +27,7 @@ FAILED_GUESSES = "guess"  # failed user-code entries, per network, and under ALL
 FAILED_SITES = "guessed"  # failed user-code entries, per site (an IPv4 address, an IPv6 /48)
 CONSENT_RETURNS = "returns"  # returns from the consent page, per network
 STATE_RETURNS = "state_returns"  # returns from the consent page, per state
-POLLS = "poll"  # token polls, per device code digest, within a minute
+SETTLED = "settled"  # flows approved or denied lately, per device code digest: what views of pending flows forget
 
 ALL_NETWORKS = "*"
 
