@@ -410,7 +410,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PKCE", php_boolean, False, shown="unset",
             help="on: S256 PKCE towards upstream (`FLOW=DEVICE`)"),
     Setting("LIMIT_REQUESTS_PER_MINUTE", whole_number, 12, range=(1, 600),
-            help="polls allowed per device code per minute; `interval` = ceil(60 / limit)"),
+            help="polls allowed per device code per minute, counted by each instance; `interval` = ceil(60 / limit)"),
     Setting("CODE_LIFETIME", whole_number, 300, range=(30, 86400),
             help="seconds a device code / user code stays valid"),
     Setting("ENEDIS_MAX_CALLS_PER_SECOND", number, 5.0, range=(0.1, 1000),
