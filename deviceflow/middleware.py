@@ -71,7 +71,7 @@ class CleanHeaders:
 
     def __call__(self, environ, start_response):
         for name, value in list(environ.items()):
-            if name.startswith("HTTP_") and isinstance(value, str):
+            if name.startswith("HTTP_") and isinstance(value, str) and not value.isascii():  # ASCII is UTF-8
                 environ[name] = _utf8_header(value)
         if environ.get("HTTP_COOKIE"):
             environ["HTTP_COOKIE"] = _legal_cookies(environ["HTTP_COOKIE"])

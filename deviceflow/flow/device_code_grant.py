@@ -56,7 +56,7 @@ class PendingView:
         self.refresh = refresh
         self.clock = clock
         self._seen: dict[str, tuple[str, float, float]] = {}  # device_key -> (client_id, code_expires, read_at)
-        self._polls: dict[str, list] = {}  # device_key -> [window_end, count]
+        self._polls: dict[str, tuple[float, int]] = {}  # device_key -> (window_end, count)
         self._settled: frozenset = frozenset()
         self._next_refresh = 0.0
         self._refreshing = threading.Lock()
@@ -102,10 +102,8 @@ class PendingView:
             if now >= self._next_sweep:
                 self._sweep(now)
             polls = self._polls.get(device_key)
-            if polls is None or polls[0] <= now:
-                self._polls[device_key] = [now + POLL_WINDOW, 1]
-                return 1
-            polls[1] += 1
+            polls = (now + POLL_WINDOW, 1) if polls is None or polls[0] <= now else (polls[0], polls[1] + 1)
+            self._polls[device_key] = polls  # tuples: smaller than lists, and left alone by the garbage collector
             return polls[1]
 
     def _sweep(self, now: float) -> None:
