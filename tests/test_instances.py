@@ -125,3 +125,19 @@ def test_an_approval_on_the_same_instance_is_seen_at_once(app, clock):
     assert poll(app, code["device_code"]).json["error"] == "authorization_pending"
     assert consent(app, code["user_code"]).status_int == 200
     assert poll(app, code["device_code"]).status_int == 200
+
+
+def test_a_view_that_has_not_read_the_settled_flows_lately_trusts_none(make_web, config, clock):
+    """While one thread reads the settled flows, another that finds them not read for a second reads the
+    store rather than answer from what it knew: a pending answer never lags a settlement by more."""
+    a, b = make_web(config), make_web(config)
+    code = get_code(a)
+    assert poll(a, code["device_code"]).json["error"] == "authorization_pending"
+    assert consent(b, code["user_code"]).status_int == 200
+    clock.advance(10)
+    view = a.app.flow.pending
+    assert view._refreshing.acquire()  # another thread is reading the settled flows
+    try:
+        assert poll(a, code["device_code"]).status_int == 200
+    finally:
+        view._refreshing.release()

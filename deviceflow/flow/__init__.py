@@ -44,7 +44,7 @@ class DeviceFlow:
         self.authorization = DeviceAuthorization(config, store, clock)
         self.verification = Verification(config, store, clock)
         # The pending flows this instance has read lately, forgotten when settled here (device_code_grant).
-        self.pending = PendingView(store, min(1.0, config.interval), clock)
+        self.pending = PendingView(store, clock=clock)
         self.consent = Consent(config, store, clock, upstream, passthrough, self.pending)
         self.tokens = Tokens(config, store, clock)
         self.device_code_grant = DeviceCodeGrant(config, store, self.tokens, clock, passthrough, self.pending)

@@ -37,6 +37,9 @@ POLL_WINDOW = 60
 # every view: the second must exceed the first by the refresh period and any clock skew between instances.
 VIEW_MEMORY = 30
 SETTLED_MEMORY = 90
+# How often a view reads the SETTLED records; it trusts none of its flows when it has not read them for twice
+# as long, so a pending answer lags a settlement by less than a second, never more than the shortest interval.
+VIEW_REFRESH = 0.5
 
 
 class PendingView:
@@ -44,14 +47,16 @@ class PendingView:
 
     It holds the flows this process read as pending within the last VIEW_MEMORY seconds, and the polls it
     counted for each in fixed windows of POLL_WINDOW seconds. Settling a flow (consent) first writes a
-    SETTLED record that lives SETTLED_MEMORY seconds; every view reads the SETTLED records at most
-    `refresh` seconds apart (one store round trip for all its flows) and reads the store again for any
-    flow among them. So a pending answer lags a settlement made on another instance by at most `refresh`
-    (the interval, or less) plus one such read, and a settlement made on this instance not at all. A flow
-    read before its settlement is remembered at most VIEW_MEMORY seconds, less than its SETTLED record
-    lives, so it cannot outlive the record that hides it. Entries past both are swept once a window."""
+    SETTLED record that lives SETTLED_MEMORY seconds; every view reads the SETTLED records every `refresh`
+    seconds while it is polled (one store round trip for all its flows), reads the store again for any flow
+    among them, and for every flow when its last read is older than twice `refresh` (another thread may be
+    reading them). So a pending answer lags a settlement made on another instance by less than 2 × `refresh`
+    (a second), and a settlement made on this instance by at most as much (not at all, but for a poll that
+    read the flow just before it was settled). A flow read before its settlement is remembered at most
+    VIEW_MEMORY seconds, less than its SETTLED record lives, so it cannot outlive the record that hides it.
+    Entries past both are swept once a window."""
 
-    def __init__(self, store: Store, refresh: float, clock=time.time):
+    def __init__(self, store: Store, refresh: float = VIEW_REFRESH, clock=time.time):
         self.store = store
         self.refresh = refresh
         self.clock = clock
@@ -59,6 +64,7 @@ class PendingView:
         self._polls: dict[str, tuple[float, int]] = {}  # device_key -> (window_end, count)
         self._settled: frozenset = frozenset()
         self._next_refresh = 0.0
+        self._refreshed_at = float("-inf")
         self._refreshing = threading.Lock()
         self._lock = threading.Lock()
         self._next_sweep = 0.0
@@ -67,6 +73,8 @@ class PendingView:
         """(client_id, code_expires) of a flow read as pending lately and not settled since, else None."""
         if now >= self._next_refresh:
             self._refresh(now)
+        if now - self._refreshed_at >= 2 * self.refresh:
+            return None  # the settled flows are not known lately enough
         seen = self._seen.get(device_key)
         if seen is None or now - seen[2] >= VIEW_MEMORY or device_key in self._settled:
             return None
@@ -84,7 +92,7 @@ class PendingView:
             except StoreUnavailable:
                 self._seen = {}  # nothing is known: polls read the store (and answer 503 while it is down)
                 return
-            self._next_refresh = now + self.refresh
+            self._refreshed_at, self._next_refresh = now, now + self.refresh
         finally:
             self._refreshing.release()
 
@@ -124,7 +132,7 @@ class DeviceCodeGrant:
         self.tokens = tokens
         self.clock = clock
         self.passthrough = passthrough
-        self.pending = pending or PendingView(store, min(1.0, config.interval), clock)
+        self.pending = pending or PendingView(store, clock=clock)
 
     def poll(self, client_id: str, device_code: str) -> dict:
         check_client(self.config, client_id)
