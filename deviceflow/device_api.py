@@ -17,14 +17,15 @@ import bottle
 from deviceflow import __version__, limits
 from deviceflow.config import Config
 from deviceflow.enedis import Answer, data_path
-from deviceflow.errors import (ApiError, InsufficientScope, InvalidRequest, NotFound, StoreUnavailable,
-                               TooManyRequests, UnsupportedGrantType, UpstreamUnreachable)
+from deviceflow.errors import (ApiError, AuthorizationPending, InsufficientScope, InvalidRequest, NotFound, SlowDown,
+                               StoreUnavailable, TooManyRequests, UnsupportedGrantType, UpstreamUnreachable)
 from deviceflow.flow import DeviceFlow
 from deviceflow.flow.clients import check_client, check_user_agent
 from deviceflow.flow.device_code_grant import DEVICE_CODE_GRANT
 from deviceflow.flow.tokens import REFRESH_TOKEN_GRANT
 from deviceflow.forms import bearer_token, client_address, query_params, raw_path, read_form
 from deviceflow.metrics import Metrics
+from deviceflow.middleware import SUMMARIZED
 from deviceflow.resources import OPENAPI
 from deviceflow.store import Store, digest
 
@@ -133,8 +134,13 @@ class DeviceApi:
         form = read_form(bottle.request.environ)
         grant = form.get("grant_type", "")
         if grant == DEVICE_CODE_GRANT:
-            with self.metrics.answer(self.metrics.polls):
-                tokens = self.flow.device_code_grant.poll(form.get("client_id", ""), form.get("device_code", ""))
+            try:
+                with self.metrics.answer(self.metrics.polls):
+                    tokens = self.flow.device_code_grant.poll(form.get("client_id", ""),
+                                                              form.get("device_code", ""))
+            except (AuthorizationPending, SlowDown) as pending:
+                bottle.request.environ[SUMMARIZED] = pending.error  # one access log line a minute for them all
+                raise
             self.metrics.flows.labels("delivered").inc()
             return tokens
         if grant == REFRESH_TOKEN_GRANT:
