@@ -28,12 +28,14 @@ def versions(root: Path) -> dict[str, str | None]:
     found: dict[str, str | None] = {}
     try:
         found["pyproject.toml"] = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["project"].get(
-            "version")
+            "version"
+        )
     except (OSError, tomllib.TOMLDecodeError, KeyError):
         found["pyproject.toml"] = None
     try:
         found["addon/config.json"] = json.loads((root / "addon" / "config.json").read_text(encoding="utf-8")).get(
-            "version")
+            "version"
+        )
     except (OSError, ValueError):
         found["addon/config.json"] = None
     try:
@@ -49,8 +51,11 @@ def problems(tag: str, found: dict[str, str | None]) -> list[str]:
     if not match:
         return [f"tag {tag!r} is not v<version> (for example v0.2.0)"]
     version = match.group(1)
-    return [f"{name} says {stated!r}, the tag {tag} says {version!r}" if stated else f"{name} states no version"
-            for name, stated in found.items() if stated != version]
+    return [
+        f"{name} says {stated!r}, the tag {tag} says {version!r}" if stated else f"{name} states no version"
+        for name, stated in found.items()
+        if stated != version
+    ]
 
 
 def images(root: Path) -> dict[str, str]:

@@ -50,6 +50,7 @@ HEADER = """\
 
 # --- pure logic: what the files say ---------------------------------------------------------
 
+
 def base_image(dockerfile: str) -> tuple[str, str]:
     """(Python version, Alpine version) of `FROM ghcr.io/home-assistant/base-python:3.13-alpine3.22`."""
     match = re.search(r"^FROM\s+\S*base-python:(\d+\.\d+)-alpine(\d+\.\d+)\s*$", dockerfile, re.M)
@@ -109,11 +110,15 @@ def constraints_text(versions: dict[str, str], arches: list[str], python: str) -
 
 def pin_problems(pinned: dict[str, str], versions: dict[str, str]) -> list[str]:
     """What differs between the constraints file and what was resolved with it."""
-    problems = [f"{name} {version} installs but is not pinned" for name, version in versions.items()
-                if name not in pinned]
+    problems = [
+        f"{name} {version} installs but is not pinned" for name, version in versions.items() if name not in pinned
+    ]
     problems += [f"{name} is pinned but no longer installed" for name in pinned if name not in versions]
-    problems += [f"{name} resolved to {versions[name]}, pinned {version}" for name, version in pinned.items()
-                 if name in versions and versions[name] != version]
+    problems += [
+        f"{name} resolved to {versions[name]}, pinned {version}"
+        for name, version in pinned.items()
+        if name in versions and versions[name] != version
+    ]
     return problems
 
 
@@ -132,15 +137,20 @@ def table(results: dict[str, dict[str, tuple[str, str]]], direct: list[str]) -> 
 
 # --- what pip says ---------------------------------------------------------------------------
 
+
 def image_python(version: str, given: str | None = None) -> tuple[str, bool]:
     """The base image's Python: the one given, else python<X.Y> on PATH or in pyenv, else this one."""
     pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
-    candidates = [given] if given else [shutil.which(f"python{version}"),
-                                        *sorted(map(str, pyenv.glob(f"{version}.*/bin/python{version}")))]
+    candidates = (
+        [given]
+        if given
+        else [shutil.which(f"python{version}"), *sorted(map(str, pyenv.glob(f"{version}.*/bin/python{version}")))]
+    )
     for candidate in filter(None, candidates):
         if subprocess.run([candidate, "-m", "pip", "--version"], capture_output=True).returncode == 0:
-            ran = subprocess.run([candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                                 capture_output=True, text=True).stdout.strip()
+            ran = subprocess.run(
+                [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], capture_output=True, text=True
+            ).stdout.strip()
             return candidate, ran == version
     return sys.executable, f"{sys.version_info[0]}.{sys.version_info[1]}" == version
 
@@ -151,8 +161,16 @@ def pip(python: str, *args: str, env: dict | None = None) -> subprocess.Complete
 
 def wheels_only(python, requirements, machine, version, destination, constraints, no_deps=False):
     platforms = [f"--platform={p}" for p in musl_platforms(machine)]
-    args = ["download", "--quiet", "--only-binary=:all:", *platforms, f"--python-version={version}",
-            "--implementation=cp", "--dest", str(destination)]
+    args = [
+        "download",
+        "--quiet",
+        "--only-binary=:all:",
+        *platforms,
+        f"--python-version={version}",
+        "--implementation=cp",
+        "--dest",
+        str(destination),
+    ]
     args += ["--no-deps"] if no_deps else []
     args += ["--constraint", str(constraints)] if constraints else []
     return pip(python, *args, *requirements)
@@ -184,8 +202,9 @@ def built_without_compiler(python, requirement, constraints, work: Path) -> tupl
     installed = pip(str(venv / "bin" / "python"), *args)
     if installed.returncode != 0:
         raise RuntimeError(f"{name}: its source build does not install\n{installed.stderr[-2000:]}")
-    imported = subprocess.run([str(venv / "bin" / "python"), "-c", f"import {', '.join(packages)}"],
-                              capture_output=True, text=True)
+    imported = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", f"import {', '.join(packages)}"], capture_output=True, text=True
+    )
     if imported.returncode != 0:
         raise RuntimeError(f"{name}: its source build does not import\n{imported.stderr[-2000:]}")
     requires = [r.split(":", 1)[1].strip() for r in metadata.splitlines() if r.startswith("Requires-Dist:")]
@@ -207,8 +226,11 @@ def main(argv=None) -> int:
     direct_names = [requirement_name(r) for r in direct]
     constraints = None if args.update else CONSTRAINTS
     python, same = image_python(python_version, args.python)
-    print(f"Python {python_version} on Alpine {alpine} (musl), pip run by {python}"
-          + ("" if same else f": markers are read for this Python, not {python_version}"), file=sys.stderr)
+    print(
+        f"Python {python_version} on Alpine {alpine} (musl), pip run by {python}"
+        + ("" if same else f": markers are read for this Python, not {python_version}"),
+        file=sys.stderr,
+    )
 
     results: dict[str, dict[str, tuple[str, str]]] = {}
     built: dict[str, tuple] = {}
@@ -220,8 +242,9 @@ def main(argv=None) -> int:
             for_wheels = []
             for requirement in direct:
                 name = requirement_name(requirement)
-                probe = wheels_only(python, [requirement], machine, python_version, work / arch / "probe",
-                                    constraints, no_deps=True)
+                probe = wheels_only(
+                    python, [requirement], machine, python_version, work / arch / "probe", constraints, no_deps=True
+                )
                 if probe.returncode == 0:
                     for_wheels.append(requirement)
                     continue
@@ -259,8 +282,10 @@ def main(argv=None) -> int:
         return 0
     stale = pin_problems(pins(CONSTRAINTS.read_text(encoding="utf-8")), versions)
     if stale:
-        print("\n".join(["", "addon/constraints.txt is stale (python3 addon/platforms.py --update):", *stale]),
-              file=sys.stderr)
+        print(
+            "\n".join(["", "addon/constraints.txt is stale (python3 addon/platforms.py --update):", *stale]),
+            file=sys.stderr,
+        )
         return 1
     return 0
 

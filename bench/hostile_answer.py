@@ -83,9 +83,17 @@ def measure(mode: str, base: str, with_length: bool, tmp: Path) -> tuple[str, fl
     from deviceflow.upstream import UpstreamError
 
     data = base if with_length else f"{base}/nolength"
-    config = configuration.load({"CLIENT_ID": "bench", "CLIENT_SECRET": "bench-secret", "ENEDIS_API_MODE": mode,
-                                 "DATA_ENDPOINT": data, "TOKEN_ENDPOINT_V3": f"{base}/oauth2/v3/token",
-                                 "SQLITE_PATH": str(tmp / f"{mode}-{with_length}.sqlite3")}, dotenv_path=None)
+    config = configuration.load(
+        {
+            "CLIENT_ID": "bench",
+            "CLIENT_SECRET": "bench-secret",
+            "ENEDIS_API_MODE": mode,
+            "DATA_ENDPOINT": data,
+            "TOKEN_ENDPOINT_V3": f"{base}/oauth2/v3/token",
+            "SQLITE_PATH": str(tmp / f"{mode}-{with_length}.sqlite3"),
+        },
+        dotenv_path=None,
+    )
     client = EnedisClient(config, SQLiteStore(config.sqlite_path))
     client.access_token()  # the token fetch is not what is measured
     query = {"usage_point_id": PRM, "start": "2026-09-22", "end": "2026-09-29"}
@@ -93,13 +101,13 @@ def measure(mode: str, base: str, with_length: bool, tmp: Path) -> tuple[str, fl
     started = time.monotonic()
     try:
         answer = client.fetch_v5(CONSUMPTION_LOAD_CURVE, query)
-        outcome = f"{answer.status}, {len(answer.body) / 2 ** 20:.1f} MiB to the device"
+        outcome = f"{answer.status}, {len(answer.body) / 2**20:.1f} MiB to the device"
     except UpstreamError as error:
         outcome = f"{error.status} {error.error}"
     took = time.monotonic() - started
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    return outcome, peak / 2 ** 20, took
+    return outcome, peak / 2**20, took
 
 
 def main() -> int:
@@ -108,7 +116,7 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)  # the refusals are the table's to say
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-c", SERVER, str(int(args.megabytes * 2 ** 20)), str(port)])
+    server = subprocess.Popen([sys.executable, "-c", SERVER, str(int(args.megabytes * 2**20)), str(port)])
     try:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:

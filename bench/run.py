@@ -47,8 +47,9 @@ CONTROL = {"Authorization": f"Bearer {CONTROL_TOKEN}"}
 PRM = "99999999999991"
 DATA_PATH = "metering_data_dc/v5/daily_consumption"
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
-PENDING_JSON = json.dumps({"error": "authorization_pending", "error_description": "waiting for the user to approve",
-                           "interval": 5}).encode()
+PENDING_JSON = json.dumps(
+    {"error": "authorization_pending", "error_description": "waiting for the user to approve", "interval": 5}
+).encode()
 # A device polls its code every `interval` seconds until the person consents;
 # a pool of codes gets about this many polls each per row, within the
 # LIMIT_REQUESTS_PER_MINUTE budget (the Lua script counts any slow_down).
@@ -65,6 +66,7 @@ SCALE_ROUNDS = 3  # small and large store, in turns
 
 # --- the servers
 
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -74,8 +76,15 @@ def free_port() -> int:
 def hello_app(environ, start_response):
     """The ceiling: read the body, answer the pending JSON with the same headers, nothing else."""
     environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
-    start_response("400 Bad Request", [("Content-Type", "application/json"), ("Cache-Control", "no-store"),
-                                       ("Pragma", "no-cache"), ("Content-Length", str(len(PENDING_JSON)))])
+    start_response(
+        "400 Bad Request",
+        [
+            ("Content-Type", "application/json"),
+            ("Cache-Control", "no-store"),
+            ("Pragma", "no-cache"),
+            ("Content-Length", str(len(PENDING_JSON))),
+        ],
+    )
     return [PENDING_JSON]
 
 
@@ -89,13 +98,18 @@ def serve_role(role: str, port: int) -> None:
         from deviceflow.simulator import Simulator
 
         # Enough threads that every data call waiting on its delay has one.
-        app, threads = Simulator(f"http://127.0.0.1:{port}", CLIENT_ID, client_secret=CLIENT_SECRET,
-                                 control_token=CONTROL_TOKEN).app, 128
+        app, threads = (
+            Simulator(
+                f"http://127.0.0.1:{port}", CLIENT_ID, client_secret=CLIENT_SECRET, control_token=CONTROL_TOKEN
+            ).app,
+            128,
+        )
     serve_wsgi(app, "127.0.0.1", port, threads)
 
 
-def http(method: str, url: str, body: dict | None = None, headers: dict | None = None,
-         timeout: float = 30) -> tuple[int, bytes]:
+def http(
+    method: str, url: str, body: dict | None = None, headers: dict | None = None, timeout: float = 30
+) -> tuple[int, bytes]:
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
     if data is not None:
@@ -143,6 +157,7 @@ def rss_mb(pid: int) -> float:
 
 
 # --- the store, seeded through the flow module
+
 
 def deviceflow_env(port: int, enedis_port: int, sqlite_path: Path) -> dict:
     enedis = f"http://127.0.0.1:{enedis_port}"
@@ -199,6 +214,7 @@ def mint(env: dict, count: int = DATA_TOKENS) -> list[str]:
 
 # --- wrk
 
+
 def ensure_wrk() -> str:
     found = shutil.which("wrk")
     if found:
@@ -215,16 +231,26 @@ class Wrk:
         self.binary, self.workdir = binary, workdir
         self.duration, self.connections, self.threads = duration, connections, threads
 
-    def run(self, port: int, lines: list[str], expect: str, duration: int | None = None,
-            connections: int | None = None) -> dict:
+    def run(
+        self, port: int, lines: list[str], expect: str, duration: int | None = None, connections: int | None = None
+    ) -> dict:
         """One bounded wrk run replaying `lines` (see wrk.lua); its figures as a dict."""
         duration = duration or self.duration
         connections = connections or self.connections
         threads = min(self.threads, connections)
         requests = self.workdir / f"requests-{port}-{time.monotonic_ns()}.tsv"
         requests.write_text("\n".join(lines) + "\n")
-        argv = [self.binary, f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--timeout", "10s",
-                "-s", str(HERE / "wrk.lua"), f"http://127.0.0.1:{port}"]
+        argv = [
+            self.binary,
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{duration}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(HERE / "wrk.lua"),
+            f"http://127.0.0.1:{port}",
+        ]
         env = {**os.environ, "BENCH_REQUESTS": str(requests), "BENCH_EXPECT": expect, "BENCH_THREADS": str(threads)}
         out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=duration + 60)
         requests.unlink()
@@ -248,8 +274,10 @@ class Wrk:
 # The innermost frame of a sample names its layer; the first rule that matches wins.
 LAYERS = (
     ("SQLite statements (store.py)", ("deviceflow/store.py",)),
-    ("HTTP client to Enedis (requests, urllib3, http.client)", ("requests/", "urllib3/", "http/client.py",
-                                                               "socket.py", "email/")),
+    (
+        "HTTP client to Enedis (requests, urllib3, http.client)",
+        ("requests/", "urllib3/", "http/client.py", "socket.py", "email/"),
+    ),
     ("logging (access log, INFO lines)", ("logging/",)),
     ("JSON", ("json/",)),
     ("bottle", ("bottle.py",)),
@@ -274,9 +302,26 @@ class Profiler:
             yield
             return
         out = self.workdir / f"profile-{len(self.profiles)}.txt"
-        spy = subprocess.Popen([self.binary, "record", "--pid", str(pid), "--duration", str(seconds), "--gil",
-                                "--rate", str(self.RATE), "--nonblocking", "--format", "raw", "-o", str(out)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        spy = subprocess.Popen(
+            [
+                self.binary,
+                "record",
+                "--pid",
+                str(pid),
+                "--duration",
+                str(seconds),
+                "--gil",
+                "--rate",
+                str(self.RATE),
+                "--nonblocking",
+                "--format",
+                "raw",
+                "-o",
+                str(out),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             yield
         finally:
@@ -288,8 +333,14 @@ class Profiler:
     def markdown(self) -> str:
         lines = []
         for name, shares, held in self.profiles:
-            lines += ["", f"\"{name}\": a thread of the server held the GIL {held:.0%} of the time, in "
-                      "(py-spy --gil, innermost frame):", "", "| layer | share |", "|---|---:|"]
+            lines += [
+                "",
+                f'"{name}": a thread of the server held the GIL {held:.0%} of the time, in '
+                "(py-spy --gil, innermost frame):",
+                "",
+                "| layer | share |",
+                "|---|---:|",
+            ]
             lines += [f"| {layer} | {share:.0%} |" for layer, share in shares]
         return "\n".join(lines)
 
@@ -311,28 +362,39 @@ def in_turns(wrk: Wrk, servers: list[tuple[int, list]], rounds: int) -> list[dic
     of the codes; per server the median of each figure."""
     runs: list[list[dict]] = [[] for _ in servers]
     for port, codes in servers:
-        wrk.run(port, poll_lines(codes[:len(codes) // 8]), "authorization_pending", duration=WARMUP)
+        wrk.run(port, poll_lines(codes[: len(codes) // 8]), "authorization_pending", duration=WARMUP)
     for round_ in range(rounds):
         for i, (port, codes) in enumerate(servers):
-            share = codes[len(codes) // 8:]
-            part = share[round_ * len(share) // rounds:(round_ + 1) * len(share) // rounds]
-            runs[i].append(wrk.run(port, poll_lines(part), "authorization_pending",
-                                   duration=max(1, wrk.duration // 2)))
-    return [{key: (statistics.median(run[key] for run in server_runs) if key not in ("socket_errors", "unexpected")
-                   else sum(run[key] for run in server_runs)) for key in server_runs[0]}
-            for server_runs in runs]
+            share = codes[len(codes) // 8 :]
+            part = share[round_ * len(share) // rounds : (round_ + 1) * len(share) // rounds]
+            runs[i].append(wrk.run(port, poll_lines(part), "authorization_pending", duration=max(1, wrk.duration // 2)))
+    return [
+        {
+            key: (
+                statistics.median(run[key] for run in server_runs)
+                if key not in ("socket_errors", "unexpected")
+                else sum(run[key] for run in server_runs)
+            )
+            for key in server_runs[0]
+        }
+        for server_runs in runs
+    ]
 
 
 def poll_lines(codes) -> list[str]:
-    return [f"POST\t/device/token\tgrant_type={DEVICE_GRANT}&client_id={CLIENT_ID}&device_code={device}"
-            for device, _ in codes]
+    return [
+        f"POST\t/device/token\tgrant_type={DEVICE_GRANT}&client_id={CLIENT_ID}&device_code={device}"
+        for device, _ in codes
+    ]
 
 
 def code_lines(count: int) -> list[str]:
     # One client address per request (RFC 2544's benchmarking range), as behind a reverse proxy:
     # a per-address limit on /device/code must not be what is measured.
-    return [f"POST\t/device/code\tclient_id={CLIENT_ID}\tX-Forwarded-For: 198.18.{i // 250 % 250}.{i % 250 + 1}"
-            for i in range(count)]
+    return [
+        f"POST\t/device/code\tclient_id={CLIENT_ID}\tX-Forwarded-For: 198.18.{i // 250 % 250}.{i % 250 + 1}"
+        for i in range(count)
+    ]
 
 
 def page_lines(codes) -> list[str]:
@@ -340,9 +402,14 @@ def page_lines(codes) -> list[str]:
 
 
 def data_query() -> str:
-    today = dt.datetime.now(dt.timezone.utc).date()
-    return urllib.parse.urlencode({"usage_point_id": PRM, "start": (today - dt.timedelta(days=8)).isoformat(),
-                                   "end": (today - dt.timedelta(days=1)).isoformat()})
+    today = dt.datetime.now(dt.UTC).date()
+    return urllib.parse.urlencode(
+        {
+            "usage_point_id": PRM,
+            "start": (today - dt.timedelta(days=8)).isoformat(),
+            "end": (today - dt.timedelta(days=1)).isoformat(),
+        }
+    )
 
 
 def data_lines(path: str, tokens: list[str]) -> list[str]:
@@ -350,6 +417,7 @@ def data_lines(path: str, tokens: list[str]) -> list[str]:
 
 
 # --- slow data calls, as devices make them
+
 
 @contextmanager
 def data_callers(url: str, tokens: list[str], count: int):
@@ -382,6 +450,7 @@ def data_callers(url: str, tokens: list[str], count: int):
 
 # --- the report
 
+
 def ms(us: float) -> str:
     return f"{us / 1000:.1f}"
 
@@ -393,18 +462,32 @@ class Table:
         self.ceiling = None
 
     def add(self, name: str, figures: dict, note: str = "") -> None:
-        odd = [f"{figures[k]} {label}" for k, label in (("socket_errors", "socket errors"),
-                                                         ("unexpected", "unexpected answers")) if figures[k]]
+        odd = [
+            f"{figures[k]} {label}"
+            for k, label in (("socket_errors", "socket errors"), ("unexpected", "unexpected answers"))
+            if figures[k]
+        ]
         ratio = f"{figures['rps'] / self.ceiling:.2f}" if self.ceiling and figures["connections"] > 1 else ""
-        self.rows.append((name, str(figures["connections"]), f"{figures['rps']:,.0f}", ratio, ms(figures["p50_us"]),
-                          ms(figures["p99_us"]), "; ".join(filter(None, [note, *odd]))))
+        self.rows.append(
+            (
+                name,
+                str(figures["connections"]),
+                f"{figures['rps']:,.0f}",
+                ratio,
+                ms(figures["p50_us"]),
+                ms(figures["p99_us"]),
+                "; ".join(filter(None, [note, *odd])),
+            )
+        )
 
     def target(self, name: str, measured: str, met: bool | None) -> None:
         self.targets.append((name, measured, "n/a" if met is None else "yes" if met else "**no**"))
 
     def markdown(self) -> str:
-        lines = ["| measurement | conns | req/s | × hello-world | p50 ms | p99 ms | notes |",
-                 "|---|---:|---:|---:|---:|---:|---|"]
+        lines = [
+            "| measurement | conns | req/s | × hello-world | p50 ms | p99 ms | notes |",
+            "|---|---:|---:|---:|---:|---:|---|",
+        ]
         lines += ["| " + " | ".join(row) + " |" for row in self.rows]
         lines += ["", "| target | measured | met |", "|---|---|---|"]
         lines += ["| " + " | ".join(row) + " |" for row in self.targets]
@@ -417,6 +500,7 @@ def say(text: str) -> None:
 
 # --- the run
 
+
 def measure(args, wrk: Wrk, workdir: Path, profiler: Profiler) -> Table:
     python, table = sys.executable, Table()
     hello_port, enedis_port, port = free_port(), free_port(), free_port()
@@ -425,9 +509,16 @@ def measure(args, wrk: Wrk, workdir: Path, profiler: Profiler) -> Table:
     serve = [python, "-m", "deviceflow", "serve", "--host", "127.0.0.1", "--port", str(port)]
     enedis = f"http://127.0.0.1:{enedis_port}"
 
-    with server([python, __file__, "_hello", str(hello_port)], hello_port, {}, workdir), \
-            server([python, __file__, "_enedis", str(enedis_port)], enedis_port,
-                   {"BENCH_CONTROL_TOKEN": CONTROL_TOKEN}, workdir, "/_stats"):
+    with (
+        server([python, __file__, "_hello", str(hello_port)], hello_port, {}, workdir),
+        server(
+            [python, __file__, "_enedis", str(enedis_port)],
+            enedis_port,
+            {"BENCH_CONTROL_TOKEN": CONTROL_TOKEN},
+            workdir,
+            "/_stats",
+        ),
+    ):
         say("hello-world ceiling")
         hello_lines = poll_lines([("x" * 43, "")] * 100)
         hello_first = wrk.measure(hello_port, hello_lines, "authorization_pending")
@@ -458,8 +549,9 @@ def measure(args, wrk: Wrk, workdir: Path, profiler: Profiler) -> Table:
 
             say("GET /data/proxy/... and the same call to the simulated Enedis")
             enedis_token = enedis_access_token(enedis)
-            direct = wrk.measure(enedis_port, data_lines(f"/{DATA_PATH}", [enedis_token]), "meter_reading",
-                                 connections=1)
+            direct = wrk.measure(
+                enedis_port, data_lines(f"/{DATA_PATH}", [enedis_token]), "meter_reading", connections=1
+            )
             with profiler.attach("GET /data/proxy/..., one connection", deviceflow.pid, WARMUP + args.duration):
                 proxied = wrk.measure(port, data_lines(proxy_url, tokens), "meter_reading", connections=1)
 
@@ -483,11 +575,12 @@ def measure(args, wrk: Wrk, workdir: Path, profiler: Profiler) -> Table:
             store_port = free_port()
             store_env = deviceflow_env(store_port, enedis_port, workdir / f"{name}.sqlite3")
             stores.append((store_port, store_env, seed(store_env, count)[:pool]))
-        with server([*serve[:-1], str(stores[0][0])], stores[0][0], stores[0][1], workdir, "/healthz") as small, \
-                server([*serve[:-1], str(stores[1][0])], stores[1][0], stores[1][1], workdir, "/healthz") as large:
+        with (
+            server([*serve[:-1], str(stores[0][0])], stores[0][0], stores[0][1], workdir, "/healthz") as small,
+            server([*serve[:-1], str(stores[1][0])], stores[1][0], stores[1][1], workdir, "/healthz") as large,
+        ):
             say("POST /device/token (pending), small and large store in turns")
-            scale_small, scale = in_turns(wrk, [(store_port, codes) for store_port, _, codes in stores],
-                                          SCALE_ROUNDS)
+            scale_small, scale = in_turns(wrk, [(store_port, codes) for store_port, _, codes in stores], SCALE_ROUNDS)
             rss_small, rss_large = rss_mb(small.pid), rss_mb(large.pid)
 
     table.add("hello-world WSGI on the same waitress settings, start of run", hello_first)
@@ -498,50 +591,83 @@ def measure(args, wrk: Wrk, workdir: Path, profiler: Profiler) -> Table:
     table.add("GET /device?code=... (confirmation page)", page)
     table.add("GET simulated Enedis directly (daily_consumption, 7 days)", direct)
     table.add("GET /data/proxy/... to the same simulator", proxied, "ENEDIS_API_MODE=legacy")
-    table.add(f"POST /device/token while {DATA_CALLS} data calls wait {SLOW_ENEDIS:g} s on Enedis", loaded,
-              f"data calls answered meanwhile: {data_answers}")
+    table.add(
+        f"POST /device/token while {DATA_CALLS} data calls wait {SLOW_ENEDIS:g} s on Enedis",
+        loaded,
+        f"data calls answered meanwhile: {data_answers}",
+    )
     table.add("the same, one poller", single)
-    table.add(f"POST /device/token, pending, store of {pool:,} flows", scale_small,
-              f"RSS {rss_small:.0f} MB; median of {SCALE_ROUNDS} runs taken in turns with the next row")
+    table.add(
+        f"POST /device/token, pending, store of {pool:,} flows",
+        scale_small,
+        f"RSS {rss_small:.0f} MB; median of {SCALE_ROUNDS} runs taken in turns with the next row",
+    )
     table.add(f"POST /device/token, pending, store of {SCALE_FLOWS:,} flows", scale, f"RSS {rss_large:.0f} MB")
-    table.add(f"GET /data/proxy/..., {TOKEN_RACE} at once, no token cached", race,
-              f"{token_calls} client_credentials call(s) to Enedis; {race['http_errors']} answered 429 "
-              "(data calls may hold 3/4 of THREADS)")
+    table.add(
+        f"GET /data/proxy/..., {TOKEN_RACE} at once, no token cached",
+        race,
+        f"{token_calls} client_credentials call(s) to Enedis; {race['http_errors']} answered 429 "
+        "(data calls may hold 3/4 of THREADS)",
+    )
 
     ratio = polls["rps"] / table.ceiling
-    table.target("pending polls ≥ 0.6 × hello-world req/s",
-                 f"{ratio:.2f} × ({polls['rps']:,.0f} / {table.ceiling:,.0f} req/s)", ratio >= 0.6)
+    table.target(
+        "pending polls ≥ 0.6 × hello-world req/s",
+        f"{ratio:.2f} × ({polls['rps']:,.0f} / {table.ceiling:,.0f} req/s)",
+        ratio >= 0.6,
+    )
     for name, row in (("POST /device/code", codes), ("the confirmation page", page)):
         row_ratio = row["rps"] / table.ceiling
-        table.target(f"{name} ≥ 0.4 × hello-world req/s",
-                     f"{row_ratio:.2f} × ({row['rps']:,.0f} / {table.ceiling:,.0f} req/s)", row_ratio >= 0.4)
+        table.target(
+            f"{name} ≥ 0.4 × hello-world req/s",
+            f"{row_ratio:.2f} × ({row['rps']:,.0f} / {table.ceiling:,.0f} req/s)",
+            row_ratio >= 0.4,
+        )
     hello_p99 = max(hello_first["p99_us"], hello_last["p99_us"])
     tail = polls["p99_us"] / hello_p99
-    table.target(f"poll p99 at {polls['connections']} connections ≤ 2 × the hello-world's",
-                 f"{tail:.2f} × ({ms(polls['p99_us'])} / {ms(hello_p99)} ms, the slower of its two rows)",
-                 tail <= 2)
+    table.target(
+        f"poll p99 at {polls['connections']} connections ≤ 2 × the hello-world's",
+        f"{tail:.2f} × ({ms(polls['p99_us'])} / {ms(hello_p99)} ms, the slower of its two rows)",
+        tail <= 2,
+    )
     overhead = (proxied["p50_us"] - direct["p50_us"]) / 1000
-    table.target("proxy overhead on /data/proxy ≤ 2 ms at p50",
-                 f"{overhead:.1f} ms ({ms(proxied['p50_us'])} - {ms(direct['p50_us'])} ms)", overhead <= 2)
-    table.target(f"{DATA_CALLS} data calls waiting on a 1 s Enedis: poll p99 < 50 ms",
-                 f"{ms(loaded['p99_us'])} ms at {loaded['connections']} connections (without the data calls: "
-                 f"{ms(polls['p99_us'])} ms); one poller: {ms(single['p99_us'])} ms ({ms(alone['p99_us'])} ms)",
-                 loaded["p99_us"] < 50_000)
-    table.target(f"one client_credentials call per token lifetime under {TOKEN_RACE} concurrent calls",
-                 f"{token_calls}", token_calls == 1)
+    table.target(
+        "proxy overhead on /data/proxy ≤ 2 ms at p50",
+        f"{overhead:.1f} ms ({ms(proxied['p50_us'])} - {ms(direct['p50_us'])} ms)",
+        overhead <= 2,
+    )
+    table.target(
+        f"{DATA_CALLS} data calls waiting on a 1 s Enedis: poll p99 < 50 ms",
+        f"{ms(loaded['p99_us'])} ms at {loaded['connections']} connections (without the data calls: "
+        f"{ms(polls['p99_us'])} ms); one poller: {ms(single['p99_us'])} ms ({ms(alone['p99_us'])} ms)",
+        loaded["p99_us"] < 50_000,
+    )
+    table.target(
+        f"one client_credentials call per token lifetime under {TOKEN_RACE} concurrent calls",
+        f"{token_calls}",
+        token_calls == 1,
+    )
     table.target("100 000 pending flows: RSS < 150 MB", f"{rss_large:.0f} MB", rss_large < 150)
     growth = scale["p99_us"] / scale_small["p99_us"]
-    table.target(f"100 000 pending flows: poll p99 ≤ 1.5 × a store of {pool:,}",
-                 f"{growth:.2f} × ({ms(scale['p99_us'])} / {ms(scale_small['p99_us'])} ms)", growth <= 1.5)
+    table.target(
+        f"100 000 pending flows: poll p99 ≤ 1.5 × a store of {pool:,}",
+        f"{growth:.2f} × ({ms(scale['p99_us'])} / {ms(scale_small['p99_us'])} ms)",
+        growth <= 1.5,
+    )
     return table
 
 
 def enedis_access_token(enedis: str) -> str:
     """The simulator's client_credentials token, for the direct calls."""
-    body = urllib.parse.urlencode({"grant_type": "client_credentials", "client_id": CLIENT_ID,
-                                   "client_secret": CLIENT_SECRET}).encode()
-    request = urllib.request.Request(f"{enedis}/oauth2/v3/token", data=body, method="POST",
-                                     headers={"Content-Type": "application/x-www-form-urlencoded"})
+    body = urllib.parse.urlencode(
+        {"grant_type": "client_credentials", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}
+    ).encode()
+    request = urllib.request.Request(
+        f"{enedis}/oauth2/v3/token",
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     with urllib.request.urlopen(request, timeout=10) as answer:
         return json.loads(answer.read())["access_token"]
 
@@ -552,8 +678,11 @@ def main(argv=None) -> int:
     parser.add_argument("--connections", type=int, default=16, help="wrk connections (default 16)")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (server logs, store)")
-    parser.add_argument("--profile", action="store_true",
-                        help="attach py-spy (pip install py-spy) to the server during the poll and data-proxy rows")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="attach py-spy (pip install py-spy) to the server during the poll and data-proxy rows",
+    )
     args = parser.parse_args(argv)
     if not 1 <= args.duration <= 60 or not 1 <= args.connections <= 256 or not 1 <= args.threads <= 16:
         parser.error("keep runs bounded: --duration 1..60, --connections 1..256, --threads 1..16")
@@ -568,17 +697,18 @@ def main(argv=None) -> int:
     profiler = Profiler(spy, workdir)
     started, load = time.monotonic(), os.getloadavg()[0]
     try:
-        table = measure(args, Wrk(binary, workdir, args.duration, args.connections, args.threads), workdir,
-                        profiler)
+        table = measure(args, Wrk(binary, workdir, args.duration, args.connections, args.threads), workdir, profiler)
     finally:
         if args.keep:
             say(f"kept {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
-    print(f"`bench/run.py{' --profile' if args.profile else ''}`: wrk -t{args.threads} -c{args.connections} "
-          f"-d{args.duration}s per row (data overhead rows: -c1), {os.cpu_count()} CPUs, load average {load:.1f} "
-          f"before and {os.getloadavg()[0]:.1f} after, {time.monotonic() - started:.0f} s in all"
-          f"{'; the profiled rows are slowed by the sampling' if args.profile else ''}\n")
+    print(
+        f"`bench/run.py{' --profile' if args.profile else ''}`: wrk -t{args.threads} -c{args.connections} "
+        f"-d{args.duration}s per row (data overhead rows: -c1), {os.cpu_count()} CPUs, load average {load:.1f} "
+        f"before and {os.getloadavg()[0]:.1f} after, {time.monotonic() - started:.0f} s in all"
+        f"{'; the profiled rows are slowed by the sampling' if args.profile else ''}\n"
+    )
     print(table.markdown())
     print(profiler.markdown())
     return 0

@@ -16,7 +16,8 @@ import time
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from deviceflow import __version__, config as configuration
+from deviceflow import __version__
+from deviceflow import config as configuration
 
 log = logging.getLogger("deviceflow")
 
@@ -25,8 +26,12 @@ log = logging.getLogger("deviceflow")
 # 64 KiB) get its own 400; far bigger ones are refused by waitress before it
 # buffers them to disk.
 MAX_REQUEST_BODY = 1024 * 1024
-WAITRESS_OPTIONS = {"clear_untrusted_proxy_headers": False, "ident": "deviceflow", "channel_timeout": 60,
-                    "max_request_body_size": MAX_REQUEST_BODY}
+WAITRESS_OPTIONS = {
+    "clear_untrusted_proxy_headers": False,
+    "ident": "deviceflow",
+    "channel_timeout": 60,
+    "max_request_body_size": MAX_REQUEST_BODY,
+}
 # Writes to SQLite take turns on a lock, and a thread leaving a statement waits
 # for the GIL while the others queue behind it; by default a waiting thread
 # asks the running one to let go only after 5 ms. At 0.1 ms, polls under load
@@ -37,16 +42,20 @@ PURGE_EVERY = 3600.0
 CONFIGURED_MONGODB = "configured"
 
 
-def serve_wsgi(app, host: str, port: int, threads: int, connection_limit: int = 0,
-               request_timeout: float = 10.0) -> None:
+def serve_wsgi(
+    app, host: str, port: int, threads: int, connection_limit: int = 0, request_timeout: float = 10.0
+) -> None:
     """Serve a WSGI app on waitress the way deviceflow is served (bench/ serves its ceiling with it too),
     guarded against slow clients (deviceflow.serving); `connection_limit` 0 sizes it to the machine."""
     from deviceflow import serving
 
     sys.setswitchinterval(SWITCH_INTERVAL)
     limit = connection_limit or serving.default_connection_limit(threads)
-    log.info("connections: at most %d open (CONNECTION_LIMIT), each request received whole within %g s "
-             "(REQUEST_TIMEOUT)", limit, request_timeout)
+    log.info(
+        "connections: at most %d open (CONNECTION_LIMIT), each request received whole within %g s (REQUEST_TIMEOUT)",
+        limit,
+        request_timeout,
+    )
     server = serving.create_server(app, host, port, threads, WAITRESS_OPTIONS, limit, request_timeout)
     server.print_listen("Serving on http://{}:{}")
     server.run()
@@ -59,29 +68,50 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve the proxy with waitress")
     serve.add_argument("--host", help="address to listen on (default 0.0.0.0; 127.0.0.1 with --demo)")
     serve.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
-    serve.add_argument("--demo", action="store_true",
-                       help="mount a simulated Enedis on the same port and point every endpoint at it; "
-                            "a sandbox: a throwaway store, .env and store settings not read")
-    serve.add_argument("--options", metavar="PATH",
-                       help="Home Assistant add-on options file (JSON) to read first; .env and the environment win")
+    serve.add_argument(
+        "--demo",
+        action="store_true",
+        help="mount a simulated Enedis on the same port and point every endpoint at it; "
+        "a sandbox: a throwaway store, .env and store settings not read",
+    )
+    serve.add_argument(
+        "--options",
+        metavar="PATH",
+        help="Home Assistant add-on options file (JSON) to read first; .env and the environment win",
+    )
 
     importer = commands.add_parser(
-        "import-php", help="import the refresh tokens of the PHP server (devices keep working without a new consent)")
+        "import-php", help="import the refresh tokens of the PHP server (devices keep working without a new consent)"
+    )
     source = importer.add_mutually_exclusive_group(required=True)
-    source.add_argument("--from-mongodb", metavar="URI", nargs="?", const=CONFIGURED_MONGODB,
-                        help="the PHP server's MongoDB; alone, the configured one (MONGODB_URI, or DB_ADDRESS, "
-                             "DB_USER, DB_PASSWORD, DB_NAME as in its .env); a URI given here may not carry a "
-                             "password (ps and the shell history would show it)")
-    source.add_argument("--from-mongodb-file", metavar="PATH",
-                        help="the PHP server's MongoDB URI, read from the first line of this file "
-                             "('-': standard input)")
-    source.add_argument("--from-csv", metavar="FILE",
-                        help="a CSV export of the PHP server's PostgreSQL cache table (key, value, expire_at)")
-    importer.add_argument("--db", help="database of the PHP server's MongoDB, when the URI (or DB_NAME) "
-                                       "does not name it")
+    source.add_argument(
+        "--from-mongodb",
+        metavar="URI",
+        nargs="?",
+        const=CONFIGURED_MONGODB,
+        help="the PHP server's MongoDB; alone, the configured one (MONGODB_URI, or DB_ADDRESS, "
+        "DB_USER, DB_PASSWORD, DB_NAME as in its .env); a URI given here may not carry a "
+        "password (ps and the shell history would show it)",
+    )
+    source.add_argument(
+        "--from-mongodb-file",
+        metavar="PATH",
+        help="the PHP server's MongoDB URI, read from the first line of this file ('-': standard input)",
+    )
+    source.add_argument(
+        "--from-csv",
+        metavar="FILE",
+        help="a CSV export of the PHP server's PostgreSQL cache table (key, value, expire_at)",
+    )
+    importer.add_argument(
+        "--db", help="database of the PHP server's MongoDB, when the URI (or DB_NAME) does not name it"
+    )
     importer.add_argument("--collection", default="cache", help="collection of the PHP cache (default cache)")
-    importer.add_argument("--timezone", default="UTC",
-                          help="zone of CSV dates written without an offset (PHP's date.timezone; default UTC)")
+    importer.add_argument(
+        "--timezone",
+        default="UTC",
+        help="zone of CSV dates written without an offset (PHP's date.timezone; default UTC)",
+    )
     importer.add_argument("--dry-run", action="store_true", help="read and check everything, write nothing")
 
     commands.add_parser("stats", help="pending flows, live authorizations, usage points, Enedis calls")
@@ -89,17 +119,19 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = commands.add_parser("revoke", help="revoke authorizations: their refresh and access tokens stop working")
     target = revoke.add_mutually_exclusive_group(required=True)
     target.add_argument("--usage-point", metavar="PRM", help="every authorization covering this 14-digit PRM")
-    target.add_argument("--refresh-token", metavar="TOKEN",
-                        help="the authorization of this refresh token ('-' reads it from standard input, "
-                             "keeping it out of the shell history)")
+    target.add_argument(
+        "--refresh-token",
+        metavar="TOKEN",
+        help="the authorization of this refresh token ('-' reads it from standard input, "
+        "keeping it out of the shell history)",
+    )
 
     commands.add_parser("purge", help="delete expired records from the store")
     return parser
 
 
 def setup_logging(level: str) -> None:
-    logging.basicConfig(level=level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 def load_config(args) -> configuration.Config:
@@ -107,8 +139,9 @@ def load_config(args) -> configuration.Config:
     # OPTIONS_PATH: the add-on image sets it, so that the operator's tools read the add-on's options too.
     options_path = getattr(args, "options", None) or os.environ.get("OPTIONS_PATH") or None
     try:
-        return configuration.load(demo=getattr(args, "demo", False), port=getattr(args, "port", None),
-                                  options_path=options_path)
+        return configuration.load(
+            demo=getattr(args, "demo", False), port=getattr(args, "port", None), options_path=options_path
+        )
     except configuration.ConfigError as error:
         print(f"deviceflow: configuration error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -128,12 +161,18 @@ def build_app(config: configuration.Config):
         from deviceflow.simulator import Simulator
 
         # Real Enedis sends the person back to the URL registered on DataHub: the simulator plays that part.
-        simulator = Simulator(f"{config.base_url}{configuration.DEMO_PREFIX}", client_id=config.client_id,
-                              redirect_uri=config.redirect_uri)
+        simulator = Simulator(
+            f"{config.base_url}{configuration.DEMO_PREFIX}",
+            client_id=config.client_id,
+            redirect_uri=config.redirect_uri,
+        )
         # Printed once, for whoever drives the simulator's knobs (the demo's own operator, tests).
-        print(f"deviceflow demo: simulator control token {simulator.control_token} "
-              f"(POST {configuration.DEMO_PREFIX}/_control with Authorization: Bearer <token>)",
-              file=sys.stderr, flush=True)
+        print(
+            f"deviceflow demo: simulator control token {simulator.control_token} "
+            f"(POST {configuration.DEMO_PREFIX}/_control with Authorization: Bearer <token>)",
+            file=sys.stderr,
+            flush=True,
+        )
     return make_app(config, store, upstream=enedis, simulator=simulator, metrics=metrics)
 
 
@@ -167,9 +206,15 @@ def serve(args) -> int:
     purge_hourly(app.store)
     # A demo answers this machine only, unless told otherwise.
     host = args.host or ("127.0.0.1" if config.demo else "0.0.0.0")
-    log.info("deviceflow %s on http://%s:%d (public URL %s, store %s%s)", __version__, host, args.port,
-             config.base_url, "throwaway" if config.demo else config.db_type,
-             ", DEMO: simulated Enedis" if config.demo else "")
+    log.info(
+        "deviceflow %s on http://%s:%d (public URL %s, store %s%s)",
+        __version__,
+        host,
+        args.port,
+        config.base_url,
+        "throwaway" if config.demo else config.db_type,
+        ", DEMO: simulated Enedis" if config.demo else "",
+    )
     for warning in configuration.startup_warnings(config):
         log.warning("%s", warning)
     serve_wsgi(app, host, args.port, config.threads, config.connection_limit, config.request_timeout)
@@ -186,14 +231,17 @@ def open_configured_store(config: configuration.Config):
         store.ping()
     except (StoreUnavailable, OSError) as error:
         where = config.sqlite_path if config.db_type == "sqlite" else configuration.redact_uri(config.mongodb_uri)
-        print(f"deviceflow: the {config.db_type} store at {where} is not available ({type(error).__name__})",
-              file=sys.stderr)
+        print(
+            f"deviceflow: the {config.db_type} store at {where} is not available ({type(error).__name__})",
+            file=sys.stderr,
+        )
         raise SystemExit(1) from None
     return store
 
 
 def operator_tool(command):
     """Configuration and store for an operator command; a store that fails midway is exit 1."""
+
     def run(args) -> int:
         from deviceflow.errors import StoreUnavailable
 
@@ -207,6 +255,7 @@ def operator_tool(command):
             return 1
         finally:
             store.close()
+
     return run
 
 
@@ -230,9 +279,12 @@ def php_mongodb(args, config: configuration.Config) -> tuple[str, str]:
         return uri, args.db or urlsplit(uri).path.lstrip("/")
     if args.from_mongodb == CONFIGURED_MONGODB:
         if not config.mongodb_uri:
-            print("deviceflow: --from-mongodb alone reads the configured MongoDB, and none is configured: set "
-                  "MONGODB_URI (or DB_ADDRESS, DB_USER, DB_PASSWORD, DB_NAME) in .env or the environment, "
-                  "or use --from-mongodb-file PATH", file=sys.stderr)
+            print(
+                "deviceflow: --from-mongodb alone reads the configured MongoDB, and none is configured: set "
+                "MONGODB_URI (or DB_ADDRESS, DB_USER, DB_PASSWORD, DB_NAME) in .env or the environment, "
+                "or use --from-mongodb-file PATH",
+                file=sys.stderr,
+            )
             raise SystemExit(2)
         return config.mongodb_uri, args.db or config.mongodb_db
     uri = args.from_mongodb
@@ -242,11 +294,13 @@ def php_mongodb(args, config: configuration.Config) -> tuple[str, str]:
         password = None
     if password is not None or "@" in uri:
         # Said before anything is done, and without the URI: the password is in the shell history already.
-        print("deviceflow: a MongoDB URI with credentials on the command line shows in ps and stays in the "
-              "shell history; nothing was read. Put it on the first line of a file only you can read and use "
-              "--from-mongodb-file PATH ('-' reads standard input), or set MONGODB_URI (or DB_ADDRESS, DB_USER, "
-              "DB_PASSWORD, DB_NAME) in .env and use --from-mongodb alone; then change that password",
-              file=sys.stderr)
+        print(
+            "deviceflow: a MongoDB URI with credentials on the command line shows in ps and stays in the "
+            "shell history; nothing was read. Put it on the first line of a file only you can read and use "
+            "--from-mongodb-file PATH ('-' reads standard input), or set MONGODB_URI (or DB_ADDRESS, DB_USER, "
+            "DB_PASSWORD, DB_NAME) in .env and use --from-mongodb alone; then change that password",
+            file=sys.stderr,
+        )
         raise SystemExit(2)
     return uri, args.db or urlsplit(uri).path.lstrip("/")
 
@@ -270,8 +324,9 @@ def read_php_source(args, config: configuration.Config):
     uri, db_name = php_mongodb(args, config)
     shown = configuration.redact_uri(uri)
     if not uri.startswith(("mongodb://", "mongodb+srv://")) or not db_name:
-        print("deviceflow: --from-mongodb needs a mongodb:// URI naming the PHP database (or --db NAME)",
-              file=sys.stderr)
+        print(
+            "deviceflow: --from-mongodb needs a mongodb:// URI naming the PHP database (or --db NAME)", file=sys.stderr
+        )
         raise SystemExit(2)
     import pymongo.errors
 
@@ -290,8 +345,9 @@ def read_php_source(args, config: configuration.Config):
 def mongo_client(uri: str):
     import pymongo
 
-    return pymongo.MongoClient(uri, serverSelectionTimeoutMS=5000, connectTimeoutMS=5000, socketTimeoutMS=30000,
-                               tz_aware=False)
+    return pymongo.MongoClient(
+        uri, serverSelectionTimeoutMS=5000, connectTimeoutMS=5000, socketTimeoutMS=30000, tz_aware=False
+    )
 
 
 @operator_tool
@@ -320,8 +376,10 @@ def stats(args, config, store) -> int:
     where = config.sqlite_path if config.db_type == "sqlite" else configuration.redact_uri(config.mongodb_uri)
     print(f"store: {config.db_type} {where}")
     print(f"pending device flows: {numbers['pending_flows']}")
-    print(f"live authorizations: {numbers['authorizations']} ({numbers['imported']} imported from the PHP server, "
-          f"{numbers['revoked']} revoked not yet expired)")
+    print(
+        f"live authorizations: {numbers['authorizations']} ({numbers['imported']} imported from the PHP server, "
+        f"{numbers['revoked']} revoked not yet expired)"
+    )
     print(f"live tokens: {numbers['refresh_tokens']} refresh, {numbers['access_tokens']} access")
     print(f"usage points: {numbers['usage_points']}")
     for label, name in (("Enedis calls", "enedis_calls"), ("budget waits", "budget_waits")):

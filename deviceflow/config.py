@@ -22,9 +22,10 @@ import os
 import re
 import sys
 import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 from dotenv import dotenv_values
@@ -120,8 +121,10 @@ def upstream_url(setting: Setting, value: str) -> str:
     value = url(setting, value)
     parts = urlsplit(value)
     if parts.scheme == "http" and not _loopback(parts.hostname):
-        raise ConfigError(f"{setting.name} must be an https URL (the secret and tokens would travel in clear); "
-                          f"http is taken for a loopback host only, got {redact_uri(value)!r}")
+        raise ConfigError(
+            f"{setting.name} must be an https URL (the secret and tokens would travel in clear); "
+            f"http is taken for a loopback host only, got {redact_uri(value)!r}"
+        )
     return value
 
 
@@ -141,8 +144,9 @@ def choice(setting: Setting, value: str) -> str:
     upper = all(c == c.upper() for c in setting.range)
     value = value.upper() if upper else value.lower()
     if value not in setting.range:
-        raise ConfigError(f"{setting.name} must be one of {', '.join(c or '(empty)' for c in setting.range)}, "
-                          f"got {value!r}")
+        raise ConfigError(
+            f"{setting.name} must be one of {', '.join(c or '(empty)' for c in setting.range)}, got {value!r}"
+        )
     return value
 
 
@@ -231,8 +235,9 @@ def _hidden(value: str) -> str:
 # Query parameters of a connection string whose value may be a credential:
 # password, tlsCertificateKeyFilePassword, authMechanismProperties (it carries
 # AWS_SESSION_TOKEN), a token, a key, a secret, a signature...
-SECRET_PARAMETER = re.compile(r"pass|pwd|secret|token|key|credential|signature|^sig$|authmechanismproperties",
-                              re.IGNORECASE)
+SECRET_PARAMETER = re.compile(
+    r"pass|pwd|secret|token|key|credential|signature|^sig$|authmechanismproperties", re.IGNORECASE
+)
 
 
 def redact_uri(uri: str) -> str:
@@ -315,6 +320,7 @@ class _Reading:
 
 # Derived defaults: each in one place, next to the setting it belongs to.
 
+
 def _base_url(reading: _Reading) -> str:
     return f"http://localhost:{reading.port or 8080}"
 
@@ -335,6 +341,7 @@ def _authorization_endpoint(reading: _Reading) -> str:
 
 
 # Under --demo the browser reaches the simulator through BASE_URL; the proxy calls it on loopback.
+
 
 def _demo_consent_page(reading: _Reading) -> str:
     version = reading["ENEDIS_AUTHORIZE_VERSION"]
@@ -371,103 +378,230 @@ _UNTRUSTED = "[untrusted answers](data-proxy.md#what-upstream-answers-is-untrust
 _WHOLE_ANSWER = f"an answer must also be whole within connect + 2 × read (65 s by default: {_UNTRUSTED})"
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("BASE_URL", url, _base_url, option="base_url", shown="`http://localhost:8080` (the port served)",
-            help="public URL of the proxy (no trailing slash); every URL it shows is built from it, never from the "
-                 "`Host` header"),
-    Setting("CLIENT_ID", text, _client_id, option="client_id",
-            shown="— (required, except with `--demo`: `deviceflow-demo`, or `FLOW=DEVICE`)",
-            help="Enedis client id; devices may present it"),
-    Setting("EXTERNAL_CLIENT_ID", names, (), option="external_client_id", field="external_client_ids",
-            help="extra comma-separated client ids devices may present instead of `CLIENT_ID`"),
-    Setting("CLIENT_SECRET", text, "", option="client_secret", redact=_hidden,
-            help="Enedis secret; when empty the device may send `client_secret` with `/device/code`"),
-    Setting("FLOW", choice, "", range=("", "DEVICE"), option="flow",
-            help="empty: client_credentials mode (tokens minted by the proxy); `DEVICE`: generic pass-through"),
-    Setting("AUTHORIZATION_ENDPOINT", upstream_url, _authorization_endpoint, demo=_demo_consent_page,
-            shown="Enedis consent page (v2, or v1 with `ENEDIS_AUTHORIZE_VERSION=v1`)",
-            help="where the browser is sent"),
-    Setting("ENEDIS_AUTHORIZE_VERSION", choice, _authorize_version, range=("v1", "v2"),
-            option="enedis_authorize_version",
-            shown="`v2` (`v1` when `AUTHORIZATION_ENDPOINT` is a `/v1/` page, as in a PHP server's `.env`)",
-            help="`v2`: Enedis returns `autorisation_id`, checked with Enedis; `v1`: it returns `code` + "
-                 "`usage_point_id`, which Enedis cannot confirm (a WARNING at start-up). Only the configured form "
-                 "of return is accepted ([consent](protocol.md#consent-v2-and-v1))"),
-    Setting("TOKEN_ENDPOINT", upstream_url, DEFAULT_TOKEN_ENDPOINT,
-            demo=lambda reading: f"{_simulator(reading)}/v1/oauth2/token",
-            help="authorization_code / refresh_token exchange (`FLOW=DEVICE`)"),
-    Setting("TOKEN_ENDPOINT_V3", upstream_url, DEFAULT_TOKEN_ENDPOINT_V3,
-            demo=lambda reading: f"{_simulator(reading)}/oauth2/v3/token",
-            help="client_credentials token"),
-    Setting("DATA_ENDPOINT", upstream_url, DEFAULT_DATA_ENDPOINT, demo=_simulator,
-            help="base of the Enedis data APIs"),
-    Setting("ENEDIS_API_MODE", choice, "auto", range=("auto", "new", "legacy"), option="enedis_api_mode",
-            help="`legacy` (v5 as is), `new` (Data Connect 2026, translated), `auto` (2026 first, v5 on failure) "
-                 "([details](data-proxy.md#data-connect-2026-enedis_api_mode))"),
-    Setting("REDIRECT_URI", url, _redirect_uri, shown="`BASE_URL/auth/redirect`",
-            help="sent upstream as `redirect_uri`"),
-    Setting("DURATION", duration, "P3Y",
-            help="consent duration asked of Enedis; also the refresh tokens' lifetime"),
-    Setting("PKCE", php_boolean, False, shown="unset",
-            help="on: S256 PKCE towards upstream (`FLOW=DEVICE`)"),
-    Setting("LIMIT_REQUESTS_PER_MINUTE", whole_number, 12, range=(1, 600),
-            help="polls allowed per device code per minute, counted by each instance; `interval` = ceil(60 / limit)"),
-    Setting("CODE_LIFETIME", whole_number, 300, range=(30, 86400),
-            help="seconds a device code / user code stays valid"),
-    Setting("ENEDIS_MAX_CALLS_PER_SECOND", number, 5.0, range=(0.1, 1000),
-            help="outbound budget towards Enedis, shared by all instances on one store"),
-    Setting("ENEDIS_MAX_CALLS_PER_HOUR", whole_number, 1000, range=(1, 10**6),
-            help="Enedis's quota of calls to one API within an hour, counted by the proxy for all instances on one "
-                 "store; past it 429 without calling Enedis ([the data proxy](data-proxy.md))"),
-    Setting("DATA_CALLS_PER_MINUTE", whole_number, 30, range=(1, 600),
-            help="`/data/proxy` calls allowed per access token within any 60 s; past it 429 with `Retry-After`"),
-    Setting("UPSTREAM_CONNECT_TIMEOUT", number, 5.0, range=(0.1, 120),
-            help=f"seconds to connect, on every upstream call; {_WHOLE_ANSWER}"),
-    Setting("UPSTREAM_READ_TIMEOUT", number, 30.0, range=(0.1, 600),
-            help=f"seconds to wait for each read, on every upstream call; {_WHOLE_ANSWER}"),
-    Setting("VERSION_MIN", version, None,
-            help="refuse device requests whose `User-Agent` is not `Name/x.y.z` with at least this version "
-                 "(400 `version_mismatch`)"),
-    Setting("DB_TYPE", choice, _db_type, range=("sqlite", "mongodb"),
-            shown="`sqlite` (`mongodb` when `MONGODB_URI` or `DB_ADDRESS` is set)",
-            help="`sqlite` (embedded) or `mongodb`"),
-    Setting("SQLITE_PATH", text, "./data/deviceflow.sqlite3",
-            help="the embedded store's file (in the add-on, `deviceflow.sqlite3` beside its options file)"),
-    Setting("MONGODB_URI", mongodb_uri, _mongodb_uri_of_php_settings, option="mongodb_uri", redact=redact_uri,
-            shown="empty (built from `DB_ADDRESS`… when that is set)",
-            help="MongoDB connection string; when set, `DB_TYPE` defaults to `mongodb`"),
-    Setting("DB_ADDRESS", text, "", field=None,
-            help=_php_db("its host; when set and `MONGODB_URI` is not, `MONGODB_URI` is built from the `DB_*` "
-                         "settings")),
+    Setting(
+        "BASE_URL",
+        url,
+        _base_url,
+        option="base_url",
+        shown="`http://localhost:8080` (the port served)",
+        help="public URL of the proxy (no trailing slash); every URL it shows is built from it, never from the "
+        "`Host` header",
+    ),
+    Setting(
+        "CLIENT_ID",
+        text,
+        _client_id,
+        option="client_id",
+        shown="— (required, except with `--demo`: `deviceflow-demo`, or `FLOW=DEVICE`)",
+        help="Enedis client id; devices may present it",
+    ),
+    Setting(
+        "EXTERNAL_CLIENT_ID",
+        names,
+        (),
+        option="external_client_id",
+        field="external_client_ids",
+        help="extra comma-separated client ids devices may present instead of `CLIENT_ID`",
+    ),
+    Setting(
+        "CLIENT_SECRET",
+        text,
+        "",
+        option="client_secret",
+        redact=_hidden,
+        help="Enedis secret; when empty the device may send `client_secret` with `/device/code`",
+    ),
+    Setting(
+        "FLOW",
+        choice,
+        "",
+        range=("", "DEVICE"),
+        option="flow",
+        help="empty: client_credentials mode (tokens minted by the proxy); `DEVICE`: generic pass-through",
+    ),
+    Setting(
+        "AUTHORIZATION_ENDPOINT",
+        upstream_url,
+        _authorization_endpoint,
+        demo=_demo_consent_page,
+        shown="Enedis consent page (v2, or v1 with `ENEDIS_AUTHORIZE_VERSION=v1`)",
+        help="where the browser is sent",
+    ),
+    Setting(
+        "ENEDIS_AUTHORIZE_VERSION",
+        choice,
+        _authorize_version,
+        range=("v1", "v2"),
+        option="enedis_authorize_version",
+        shown="`v2` (`v1` when `AUTHORIZATION_ENDPOINT` is a `/v1/` page, as in a PHP server's `.env`)",
+        help="`v2`: Enedis returns `autorisation_id`, checked with Enedis; `v1`: it returns `code` + "
+        "`usage_point_id`, which Enedis cannot confirm (a WARNING at start-up). Only the configured form "
+        "of return is accepted ([consent](protocol.md#consent-v2-and-v1))",
+    ),
+    Setting(
+        "TOKEN_ENDPOINT",
+        upstream_url,
+        DEFAULT_TOKEN_ENDPOINT,
+        demo=lambda reading: f"{_simulator(reading)}/v1/oauth2/token",
+        help="authorization_code / refresh_token exchange (`FLOW=DEVICE`)",
+    ),
+    Setting(
+        "TOKEN_ENDPOINT_V3",
+        upstream_url,
+        DEFAULT_TOKEN_ENDPOINT_V3,
+        demo=lambda reading: f"{_simulator(reading)}/oauth2/v3/token",
+        help="client_credentials token",
+    ),
+    Setting("DATA_ENDPOINT", upstream_url, DEFAULT_DATA_ENDPOINT, demo=_simulator, help="base of the Enedis data APIs"),
+    Setting(
+        "ENEDIS_API_MODE",
+        choice,
+        "auto",
+        range=("auto", "new", "legacy"),
+        option="enedis_api_mode",
+        help="`legacy` (v5 as is), `new` (Data Connect 2026, translated), `auto` (2026 first, v5 on failure) "
+        "([details](data-proxy.md#data-connect-2026-enedis_api_mode))",
+    ),
+    Setting(
+        "REDIRECT_URI", url, _redirect_uri, shown="`BASE_URL/auth/redirect`", help="sent upstream as `redirect_uri`"
+    ),
+    Setting("DURATION", duration, "P3Y", help="consent duration asked of Enedis; also the refresh tokens' lifetime"),
+    Setting("PKCE", php_boolean, False, shown="unset", help="on: S256 PKCE towards upstream (`FLOW=DEVICE`)"),
+    Setting(
+        "LIMIT_REQUESTS_PER_MINUTE",
+        whole_number,
+        12,
+        range=(1, 600),
+        help="polls allowed per device code per minute, counted by each instance; `interval` = ceil(60 / limit)",
+    ),
+    Setting(
+        "CODE_LIFETIME", whole_number, 300, range=(30, 86400), help="seconds a device code / user code stays valid"
+    ),
+    Setting(
+        "ENEDIS_MAX_CALLS_PER_SECOND",
+        number,
+        5.0,
+        range=(0.1, 1000),
+        help="outbound budget towards Enedis, shared by all instances on one store",
+    ),
+    Setting(
+        "ENEDIS_MAX_CALLS_PER_HOUR",
+        whole_number,
+        1000,
+        range=(1, 10**6),
+        help="Enedis's quota of calls to one API within an hour, counted by the proxy for all instances on one "
+        "store; past it 429 without calling Enedis ([the data proxy](data-proxy.md))",
+    ),
+    Setting(
+        "DATA_CALLS_PER_MINUTE",
+        whole_number,
+        30,
+        range=(1, 600),
+        help="`/data/proxy` calls allowed per access token within any 60 s; past it 429 with `Retry-After`",
+    ),
+    Setting(
+        "UPSTREAM_CONNECT_TIMEOUT",
+        number,
+        5.0,
+        range=(0.1, 120),
+        help=f"seconds to connect, on every upstream call; {_WHOLE_ANSWER}",
+    ),
+    Setting(
+        "UPSTREAM_READ_TIMEOUT",
+        number,
+        30.0,
+        range=(0.1, 600),
+        help=f"seconds to wait for each read, on every upstream call; {_WHOLE_ANSWER}",
+    ),
+    Setting(
+        "VERSION_MIN",
+        version,
+        None,
+        help="refuse device requests whose `User-Agent` is not `Name/x.y.z` with at least this version "
+        "(400 `version_mismatch`)",
+    ),
+    Setting(
+        "DB_TYPE",
+        choice,
+        _db_type,
+        range=("sqlite", "mongodb"),
+        shown="`sqlite` (`mongodb` when `MONGODB_URI` or `DB_ADDRESS` is set)",
+        help="`sqlite` (embedded) or `mongodb`",
+    ),
+    Setting(
+        "SQLITE_PATH",
+        text,
+        "./data/deviceflow.sqlite3",
+        help="the embedded store's file (in the add-on, `deviceflow.sqlite3` beside its options file)",
+    ),
+    Setting(
+        "MONGODB_URI",
+        mongodb_uri,
+        _mongodb_uri_of_php_settings,
+        option="mongodb_uri",
+        redact=redact_uri,
+        shown="empty (built from `DB_ADDRESS`… when that is set)",
+        help="MongoDB connection string; when set, `DB_TYPE` defaults to `mongodb`",
+    ),
+    Setting(
+        "DB_ADDRESS",
+        text,
+        "",
+        field=None,
+        help=_php_db("its host; when set and `MONGODB_URI` is not, `MONGODB_URI` is built from the `DB_*` settings"),
+    ),
     Setting("DB_PORT", whole_number, 27017, range=(1, 65535), field=None, help=_php_db("its port")),
     Setting("DB_USER", text, "", field=None, help=_php_db("the user (empty: no authentication)")),
     Setting("DB_PASSWORD", text, "", field=None, help=_php_db("the user's password")),
-    Setting("DB_NAME", text, "", field=None, shown="the database of `MONGODB_URI`, else `deviceflow`",
-            help=_php_db("the database")),
-    Setting("TRUSTED_PROXIES", networks, (),
-            help="addresses/CIDRs whose `X-Forwarded-For` / `-Proto` are believed"),
-    Setting("THREADS", whole_number, 32, range=(1, 1024),
-            help="waitress worker threads"),
+    Setting(
+        "DB_NAME",
+        text,
+        "",
+        field=None,
+        shown="the database of `MONGODB_URI`, else `deviceflow`",
+        help=_php_db("the database"),
+    ),
+    Setting("TRUSTED_PROXIES", networks, (), help="addresses/CIDRs whose `X-Forwarded-For` / `-Proto` are believed"),
+    Setting("THREADS", whole_number, 32, range=(1, 1024), help="waitress worker threads"),
     # 0 stands for "sized to the machine": serving.default_connection_limit counts the file descriptors
     # when the server starts, not when the configuration is read.
-    Setting("CONNECTION_LIMIT", whole_number, 0, range=(10, 1_000_000), shown="sized to the machine",
-            help="connections open at once; by default the process's file-descriptor limit less `THREADS` and 64, "
-                 "at most 4,096 (waitress's own default, 100, let 100 slow clients lock everyone out). Logged at "
-                 "start-up"),
-    Setting("REQUEST_TIMEOUT", number, 10.0, range=(1, 300),
-            help="seconds a request may take to arrive whole (headers and body), from its first byte or from the "
-                 "connection; past it the connection is closed (a WARNING at most once a minute counts them). See "
-                 "[slow clients](security.md)"),
-    Setting("LOG_LEVEL", choice, "INFO", range=LOG_LEVELS, option="log_level",
-            help="the least severe messages logged, from `DEBUG` (all) to `CRITICAL`"),
-    Setting("OPERATOR_NAME", text, "",
-            help="who runs this instance, shown in the pages' footer"),
-    Setting("OPERATOR_CONTACT", text, "",
-            help="how to reach who runs this instance, shown in the pages' footer"),
-    Setting("METRICS", flag, False,
-            help="`1`: serve `/metrics` (Prometheus text format) to anyone who can reach it"),
-    Setting("METRICS_TOKEN", bearer_token, "", redact=_hidden,
-            help="serve `/metrics` only with `Authorization: Bearer <this>` (at least 16 characters; implies "
-                 "`METRICS`)"),
+    Setting(
+        "CONNECTION_LIMIT",
+        whole_number,
+        0,
+        range=(10, 1_000_000),
+        shown="sized to the machine",
+        help="connections open at once; by default the process's file-descriptor limit less `THREADS` and 64, "
+        "at most 4,096 (waitress's own default, 100, let 100 slow clients lock everyone out). Logged at "
+        "start-up",
+    ),
+    Setting(
+        "REQUEST_TIMEOUT",
+        number,
+        10.0,
+        range=(1, 300),
+        help="seconds a request may take to arrive whole (headers and body), from its first byte or from the "
+        "connection; past it the connection is closed (a WARNING at most once a minute counts them). See "
+        "[slow clients](security.md)",
+    ),
+    Setting(
+        "LOG_LEVEL",
+        choice,
+        "INFO",
+        range=LOG_LEVELS,
+        option="log_level",
+        help="the least severe messages logged, from `DEBUG` (all) to `CRITICAL`",
+    ),
+    Setting("OPERATOR_NAME", text, "", help="who runs this instance, shown in the pages' footer"),
+    Setting("OPERATOR_CONTACT", text, "", help="how to reach who runs this instance, shown in the pages' footer"),
+    Setting("METRICS", flag, False, help="`1`: serve `/metrics` (Prometheus text format) to anyone who can reach it"),
+    Setting(
+        "METRICS_TOKEN",
+        bearer_token,
+        "",
+        redact=_hidden,
+        help="serve `/metrics` only with `Authorization: Bearer <this>` (at least 16 characters; implies `METRICS`)",
+    ),
 )
 
 SETTING = {setting.name: setting for setting in SETTINGS}
@@ -539,17 +673,30 @@ _REDACTED = {setting.field: setting.redact for setting in SETTINGS if setting.re
 _DEFAULTS = _read_all(_Reading({}))
 Config = dataclasses.make_dataclass(
     "Config",
-    [(setting.field, inspect.signature(setting.parse).return_annotation,
-      dataclasses.field(default=_DEFAULTS[setting.field])) for setting in SETTINGS if setting.field]
+    [
+        (
+            setting.field,
+            inspect.signature(setting.parse).return_annotation,
+            dataclasses.field(default=_DEFAULTS[setting.field]),
+        )
+        for setting in SETTINGS
+        if setting.field
+    ]
     + [(name, kind, dataclasses.field(default=_DEFAULTS[name])) for name, kind, _ in DERIVED],
-    bases=(_ConfigMethods,), frozen=True, repr=False,
+    bases=(_ConfigMethods,),
+    frozen=True,
+    repr=False,
     namespace={"__module__": __name__, "__doc__": "The configuration: a field per setting of SETTINGS, and DERIVED."},
 )
 
 
-def load(environ: dict | None = None, dotenv_path: str | os.PathLike | None = ".env",
-         demo: bool = False, port: int | None = None,
-         options_path: str | os.PathLike | None = None) -> Config:
+def load(
+    environ: dict | None = None,
+    dotenv_path: str | os.PathLike | None = ".env",
+    demo: bool = False,
+    port: int | None = None,
+    options_path: str | os.PathLike | None = None,
+) -> Config:
     """Build the configuration: add-on options first, then `.env`, the environment winning.
 
     `demo` points every Enedis endpoint at the built-in simulator mounted on this
@@ -574,8 +721,10 @@ def load(environ: dict | None = None, dotenv_path: str | os.PathLike | None = ".
         dropped = [name for name in STORE_NAMES if name in env and name not in from_options]
         for name in STORE_NAMES:
             env.pop(name, None)
-        log.info("demo: a throwaway store, removed when the demo stops%s",
-                 f" ({', '.join(dropped)} not used)" if dropped else "")
+        log.info(
+            "demo: a throwaway store, removed when the demo stops%s",
+            f" ({', '.join(dropped)} not used)" if dropped else "",
+        )
         env["SQLITE_PATH"] = DEMO_STORE
     try:
         values = _read_all(_Reading(env, demo=demo, port=port))
@@ -592,13 +741,18 @@ def startup_warnings(config: Config) -> list[str]:
         warnings.append(
             "ENEDIS_AUTHORIZE_VERSION=v1: the pre-2026 consent page returns the meter numbers in the browser's "
             "URL, which Enedis cannot confirm; whoever completes a flow may name any meter. Move to the v2 page "
-            "(ENEDIS_AUTHORIZE_VERSION=v2, and its redirect URI registered at Enedis)")
-    if (config.device_mode and config.enedis_authorize_version == "v2"
-            and "/dataconnect/v2/" in urlsplit(config.authorization_endpoint).path):
+            "(ENEDIS_AUTHORIZE_VERSION=v2, and its redirect URI registered at Enedis)"
+        )
+    if (
+        config.device_mode
+        and config.enedis_authorize_version == "v2"
+        and "/dataconnect/v2/" in urlsplit(config.authorization_endpoint).path
+    ):
         warnings.append(
             "FLOW=DEVICE with Enedis's v2 consent page: that page returns no authorization code, so pass-through "
             "flows cannot complete; point AUTHORIZATION_ENDPOINT at the OAuth server to pass through, or use "
-            "client_credentials (links with state=-cg and a CLIENT_SECRET)")
+            "client_credentials (links with state=-cg and a CLIENT_SECRET)"
+        )
     return warnings
 
 
@@ -627,8 +781,9 @@ def read_options(path: str | os.PathLike) -> dict[str, str]:
     except FileNotFoundError:
         raise ConfigError(f"options file {path} not found") from None
     except json.JSONDecodeError as error:
-        raise ConfigError(f"options file {path} is not valid JSON "
-                          f"(line {error.lineno}, column {error.colno})") from None
+        raise ConfigError(
+            f"options file {path} is not valid JSON (line {error.lineno}, column {error.colno})"
+        ) from None
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"options file {path} cannot be read ({type(error).__name__})") from None
     if not isinstance(options, dict):
@@ -641,8 +796,9 @@ def read_options(path: str | os.PathLike) -> dict[str, str]:
             continue
         name = OPTION_NAMES.get(option)
         if name is None:
-            raise ConfigError(f"options file {path}: unknown option {option!r} "
-                              f"(known: {', '.join([*OPTION_NAMES, *RUN_OPTIONS])})")
+            raise ConfigError(
+                f"options file {path}: unknown option {option!r} (known: {', '.join([*OPTION_NAMES, *RUN_OPTIONS])})"
+            )
         if value is None:
             continue
         if not isinstance(value, str):
@@ -650,8 +806,9 @@ def read_options(path: str | os.PathLike) -> dict[str, str]:
             raise ConfigError(f"options file {path}: option {option} must be text")
         if option == "flow":
             if value not in FLOW_OPTIONS:
-                raise ConfigError(f"options file {path}: option flow must be one of "
-                                  f"{', '.join(FLOW_OPTIONS)}, got {value!r}")
+                raise ConfigError(
+                    f"options file {path}: option flow must be one of {', '.join(FLOW_OPTIONS)}, got {value!r}"
+                )
             value = FLOW_OPTIONS[value]
         env[name] = value
     return env
@@ -703,8 +860,9 @@ def markdown() -> str:
             default += " (with `--demo`: the simulator)"
         option = f"`{setting.option}`" if setting.option else ""
         rows.append(f"| `{setting.name}` | {default} | {_values(setting)} | {option} | {setting.help} |")
-    flow_options = " or ".join(f"`{option}` ({f'`FLOW={value}`' if value else '`FLOW` empty'})"
-                               for option, value in FLOW_OPTIONS.items())
+    flow_options = " or ".join(
+        f"`{option}` ({f'`FLOW={value}`' if value else '`FLOW` empty'})" for option, value in FLOW_OPTIONS.items()
+    )
     run_options = ", ".join(f"`{option}`" for option in RUN_OPTIONS)
     store_names = ", ".join(f"`{name}`" for name in STORE_NAMES)
     prose = [
@@ -718,18 +876,23 @@ def markdown() -> str:
         "With `--demo`, the Enedis endpoints are those of the simulator served on the proxy's own port, and the "
         f"store is thrown away when it stops: {store_names} and `.env` are not read.",
     ]
-    return "\n".join([
-        "# Configuration",
-        "",
-        "<!-- Made from the table of settings in deviceflow/config.py (SETTINGS): edit it there, then run",
-        f"     {MARKDOWN_COMMAND} -->",
-        "",
-        *(textwrap.fill(paragraph, 80, break_long_words=False, break_on_hyphens=False) + "\n" for paragraph in prose),
-        "| name | default | values | add-on option | meaning |",
-        "|---|---|---|---|---|",
-        *rows,
-        "",
-    ])
+    return "\n".join(
+        [
+            "# Configuration",
+            "",
+            "<!-- Made from the table of settings in deviceflow/config.py (SETTINGS): edit it there, then run",
+            f"     {MARKDOWN_COMMAND} -->",
+            "",
+            *(
+                textwrap.fill(paragraph, 80, break_long_words=False, break_on_hyphens=False) + "\n"
+                for paragraph in prose
+            ),
+            "| name | default | values | add-on option | meaning |",
+            "|---|---|---|---|---|",
+            *rows,
+            "",
+        ]
+    )
 
 
 if __name__ == "__main__":

@@ -17,8 +17,18 @@ import bottle
 from deviceflow import __version__, limits
 from deviceflow.config import Config
 from deviceflow.enedis import Answer, data_path
-from deviceflow.errors import (ApiError, AuthorizationPending, InsufficientScope, InvalidRequest, NotFound, SlowDown,
-                               StoreUnavailable, TooManyRequests, UnsupportedGrantType, UpstreamUnreachable)
+from deviceflow.errors import (
+    ApiError,
+    AuthorizationPending,
+    InsufficientScope,
+    InvalidRequest,
+    NotFound,
+    SlowDown,
+    StoreUnavailable,
+    TooManyRequests,
+    UnsupportedGrantType,
+    UpstreamUnreachable,
+)
 from deviceflow.flow import DeviceFlow
 from deviceflow.flow.clients import check_client, check_user_agent
 from deviceflow.flow.device_code_grant import DEVICE_CODE_GRANT
@@ -40,8 +50,9 @@ def json_response(body: dict, status: int = 200, headers: dict | None = None) ->
     return device_response(json.dumps(body), status, DEVICE_JSON, headers)
 
 
-def device_response(body: bytes | str, status: int, content_type: str,
-                    headers: dict | None = None) -> bottle.HTTPResponse:
+def device_response(
+    body: bytes | str, status: int, content_type: str, headers: dict | None = None
+) -> bottle.HTTPResponse:
     """Any answer to a device: never cached (RFC 6749 §5.1)."""
     response = bottle.HTTPResponse(body, status=status, headers=headers or {})
     response.set_header("Content-Type", content_type)
@@ -123,9 +134,13 @@ class DeviceApi:
     def device_code(self):
         """The device authorization request (RFC 8628 §3.1)."""
         form = read_form(bottle.request.environ)
-        codes = self.flow.authorization.issue_codes(form.get("client_id", ""), form.get("client_secret", ""),
-                                                    form.get("scope", ""), bottle.request.get_header("User-Agent", ""),
-                                                    address=client_address())
+        codes = self.flow.authorization.issue_codes(
+            form.get("client_id", ""),
+            form.get("client_secret", ""),
+            form.get("scope", ""),
+            bottle.request.get_header("User-Agent", ""),
+            address=client_address(),
+        )
         self.metrics.flows.labels("started").inc()
         return codes
 
@@ -136,8 +151,7 @@ class DeviceApi:
         if grant == DEVICE_CODE_GRANT:
             try:
                 with self.metrics.answer(self.metrics.polls):
-                    tokens = self.flow.device_code_grant.poll(form.get("client_id", ""),
-                                                              form.get("device_code", ""))
+                    tokens = self.flow.device_code_grant.poll(form.get("client_id", ""), form.get("device_code", ""))
             except (AuthorizationPending, SlowDown) as pending:
                 bottle.request.environ[SUMMARIZED] = pending.error  # one access log line a minute for them all
                 raise
@@ -145,8 +159,9 @@ class DeviceApi:
             return tokens
         if grant == REFRESH_TOKEN_GRANT:
             with self.metrics.answer(self.metrics.refreshes):
-                return self.flow.tokens.refresh(form.get("client_id", ""), form.get("refresh_token", ""),
-                                                form.get("usage_points_id"))
+                return self.flow.tokens.refresh(
+                    form.get("client_id", ""), form.get("refresh_token", ""), form.get("usage_points_id")
+                )
         if not grant:
             raise InvalidRequest("grant_type is required")
         raise UnsupportedGrantType("grant_type must be the device_code or refresh_token grant")
@@ -176,8 +191,9 @@ class DeviceApi:
         limit = self.config.data_calls_per_minute
         wait = limits.data_call_wait(self.store, digest(bearer), limit, self.flow.clock(), client_address())
         if wait:
-            raise TooManyRequests(f"more than {limit} data calls within 60 s with this access token, retry later",
-                                  retry_after=wait)
+            raise TooManyRequests(
+                f"more than {limit} data calls within 60 s with this access token, retry later", retry_after=wait
+            )
         usage_point = query.get("usage_point_id")
         if not usage_point:
             raise InvalidRequest("usage_point_id is required")
@@ -220,10 +236,14 @@ class DeviceApi:
     def metrics_exposition(self):
         """Prometheus text format; with METRICS_TOKEN, only for `Authorization: Bearer <token>`."""
         token = self.config.metrics_token
-        if token and not hmac.compare_digest(bottle.request.get_header("Authorization", "").encode(),
-                                             f"Bearer {token}".encode()):
-            return json_response({"error": "invalid_token", "error_description": "metrics need the token"},
-                                 401, {"WWW-Authenticate": 'Bearer realm="metrics"'})
+        if token and not hmac.compare_digest(
+            bottle.request.get_header("Authorization", "").encode(), f"Bearer {token}".encode()
+        ):
+            return json_response(
+                {"error": "invalid_token", "error_description": "metrics need the token"},
+                401,
+                {"WWW-Authenticate": 'Bearer realm="metrics"'},
+            )
         body, content_type = self.metrics.exposition()
         return bottle.HTTPResponse(body, headers={"Content-Type": content_type, "Cache-Control": "no-store"})
 

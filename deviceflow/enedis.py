@@ -37,19 +37,25 @@ import math
 import re
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
-from typing import Mapping
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import requests
 
 from deviceflow import limits, sealing, translate
 from deviceflow.config import Config
+from deviceflow.errors import (
+    StaleConsent,
+    UpstreamBadAnswer,
+    UpstreamBusy,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
 from deviceflow.metrics import Metrics
 from deviceflow.store import Store
-from deviceflow.errors import (StaleConsent, UpstreamBadAnswer, UpstreamBusy, UpstreamError, UpstreamTimeout,
-                               UpstreamUnreachable)
 from deviceflow.upstream import json_body, make_session, parse_json, send, understood
 from deviceflow.usage_points import is_usage_point
 
@@ -57,17 +63,19 @@ log = logging.getLogger("deviceflow.enedis")
 
 # The v5 data APIs a device may ask through /data/proxy/, exactly as written
 # after that prefix: anything else is unknown, whatever its encoding.
-V5_PATHS = frozenset({
-    translate.DAILY_CONSUMPTION,
-    translate.CONSUMPTION_LOAD_CURVE,
-    translate.DAILY_CONSUMPTION_MAX_POWER,
-    translate.DAILY_PRODUCTION,
-    translate.PRODUCTION_LOAD_CURVE,
-    translate.USAGE_POINTS_CONTRACTS,
-    translate.USAGE_POINTS_ADDRESSES,
-    translate.IDENTITY,
-    translate.CONTACT_DATA,
-})
+V5_PATHS = frozenset(
+    {
+        translate.DAILY_CONSUMPTION,
+        translate.CONSUMPTION_LOAD_CURVE,
+        translate.DAILY_CONSUMPTION_MAX_POWER,
+        translate.DAILY_PRODUCTION,
+        translate.PRODUCTION_LOAD_CURVE,
+        translate.USAGE_POINTS_CONTRACTS,
+        translate.USAGE_POINTS_ADDRESSES,
+        translate.IDENTITY,
+        translate.CONTACT_DATA,
+    }
+)
 
 # All that a v5 API takes: anything else a device adds to its query stays here.
 V5_QUERY = ("usage_point_id", "start", "end")
@@ -84,7 +92,7 @@ SUBSCRIBED_SERVICES = "subscribed_services/v1"
 SUBSCRIBED_STATES = ("ACTIF", "DEMANDE")
 SUBSCRIBED_RETRY_PAUSES = (0.5, 1.0, 1.5)
 AUTORISATION_ID = re.compile(r"[0-9]{1,19}")
-INT64_MAX = 2 ** 63 - 1
+INT64_MAX = 2**63 - 1
 REDEEM_KIND, SHARE_KIND = "redeem", "share"
 ENEDIS_ZONE = ZoneInfo("Europe/Paris")  # the dates Enedis writes are French ones
 
@@ -117,6 +125,7 @@ class Answer:
 
     `source` is "legacy" (v5 forwarded) or "new" (Data Connect 2026,
     translated); `retry_after` (seconds) accompanies a 429."""
+
     status: int
     body: bytes
     content_type: str
@@ -130,7 +139,7 @@ def data_path(raw_path: str, prefix: str = "/data/proxy/") -> str | None:
     `@host`, `\\`, a scheme or any percent-encoding never match."""
     if not raw_path.startswith(prefix):
         return None
-    path = raw_path[len(prefix):]
+    path = raw_path[len(prefix) :]
     return path if path in V5_PATHS else None
 
 
@@ -151,8 +160,15 @@ class EnedisClient:
     Every call made and every wait for the budget is counted in `metrics`.
     """
 
-    def __init__(self, config: Config, store: Store, session: requests.Session | None = None,
-                 clock=time.time, sleep=time.sleep, metrics: Metrics | None = None):
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        session: requests.Session | None = None,
+        clock=time.time,
+        sleep=time.sleep,
+        metrics: Metrics | None = None,
+    ):
         self.config = config
         self.store = store
         self.session = session or make_session(config)
@@ -254,15 +270,24 @@ class EnedisClient:
             if status == 429:
                 # A part of the answer throttled is no answer: the device retries later for all of it.
                 v5_status, body = translate.to_v5(path, params, [(status, _readable(response.content))])
-                return Answer(v5_status, json.dumps(body).encode(), "application/json", SOURCE_NEW,
-                              retry_after_of(response, self.clock()))
+                return Answer(
+                    v5_status,
+                    json.dumps(body).encode(),
+                    "application/json",
+                    SOURCE_NEW,
+                    retry_after_of(response, self.clock()),
+                )
             answers.append((status, _readable(response.content)))
             metering_answered |= new_call.path.startswith(translate.COMPTAGE) and 200 <= status < 300
             if len(answers) == 1 and not 200 <= status < 300:
                 break  # the others could not make up for it
         status, body = translate.to_v5(path, params, answers)
-        if (path == translate.USAGE_POINTS_CONTRACTS and status == 200 and not metering_answered
-                and self.config.enedis_api_mode != MODE_NEW):
+        if (
+            path == translate.USAGE_POINTS_CONTRACTS
+            and status == 200
+            and not metering_answered
+            and self.config.enedis_api_mode != MODE_NEW
+        ):
             body = self._metering_from_v5(path, params, body)
         return Answer(status, json.dumps(body).encode(), "application/json", SOURCE_NEW)
 
@@ -343,16 +368,23 @@ class EnedisClient:
         fresh = [s for s in services if (_day(s.get("dateDebut")) or date.min) >= earliest]
         if not fresh:
             began = max(filter(None, map(_day, (s.get("dateDebut") for s in services))), default=None)
-            log.warning("v2 consent %s refused: its services began on %s, before this flow; someone may be "
-                        "redeeming another person's consent (the person must withdraw the share on Enedis's "
-                        "site and share again)", name, began.isoformat() if began else "an unknown date")
+            log.warning(
+                "v2 consent %s refused: its services began on %s, before this flow; someone may be "
+                "redeeming another person's consent (the person must withdraw the share on Enedis's "
+                "site and share again)",
+                name,
+                began.isoformat() if began else "an unknown date",
+            )
             raise StaleConsent(name)
         share = self._keyed(f"{number}|" + "|".join(sorted(f"{s.get('id')}@{s.get('dateDebut')}" for s in fresh)))
         if not self.store.add(SHARE_KIND, share, {"flow": flow_key}, self.config.duration_seconds):
             holder = self.store.get(SHARE_KIND, share)
             if holder is None or not hmac.compare_digest(str(holder.get("flow")), flow_key):
-                log.warning("v2 consent %s refused: this share was already redeemed by another flow; someone may be "
-                            "redeeming another person's consent", name)
+                log.warning(
+                    "v2 consent %s refused: this share was already redeemed by another flow; someone may be "
+                    "redeeming another person's consent",
+                    name,
+                )
                 raise StaleConsent(name)
         points = list(dict.fromkeys(service["pointId"] for service in fresh))
         count = self.store.incr(REDEEM_KIND, name, self.config.duration_seconds)
@@ -361,8 +393,13 @@ class EnedisClient:
 
     def _subscribed_services(self, number: int) -> list[dict]:
         """The ACTIF or DEMANDE services of an autorisationId that name a usage point."""
-        response = self.call("POST", f"{self.config.data_endpoint}/{SUBSCRIBED_SERVICES}", api="subscribed_services",
-                             wait=False, json={"autorisationId": number, "comptage": False})
+        response = self.call(
+            "POST",
+            f"{self.config.data_endpoint}/{SUBSCRIBED_SERVICES}",
+            api="subscribed_services",
+            wait=False,
+            json={"autorisationId": number, "comptage": False},
+        )
         status = response.status_code
         if status == 429:
             raise UpstreamBusy("Enedis is throttling the proxy, retry later", retry_after_of(response, self.clock()))
@@ -376,9 +413,13 @@ class EnedisClient:
         if not isinstance(listed, list):
             raise UpstreamBadAnswer("the subscribed services answer holds no list")
         with understood("subscribed_services"):
-            return [service for service in listed if isinstance(service, dict)
-                    and service.get("etatCode") in SUBSCRIBED_STATES
-                    and is_usage_point(service.get("pointId"))]
+            return [
+                service
+                for service in listed
+                if isinstance(service, dict)
+                and service.get("etatCode") in SUBSCRIBED_STATES
+                and is_usage_point(service.get("pointId"))
+            ]
 
     def _loggable_id(self, number: int) -> str:
         """An autorisationId is short: a plain hash of it would be reversed in
@@ -391,11 +432,13 @@ class EnedisClient:
 
     # --- any call
 
-    def call(self, method: str, url: str, api: str = "data", headers: dict | None = None, wait: bool = True,
-             **kwargs) -> requests.Response:
+    def call(
+        self, method: str, url: str, api: str = "data", headers: dict | None = None, wait: bool = True, **kwargs
+    ) -> requests.Response:
         """One Enedis API call with the proxy's token: within the budget (waiting
         for a slot unless `wait` is False), renewed once and retried once when
         Enedis answers 401."""
+
         def attempt(token: str) -> requests.Response:
             authorized = {**(headers or {}), "Authorization": f"Bearer {token}"}
             return self._send(api, method, url, headers=authorized, wait=wait, **kwargs)
@@ -436,7 +479,7 @@ class EnedisClient:
         prefix = self.config.data_endpoint + "/"
         if api == "token" or not url.startswith(prefix):
             return None
-        name = limits.quota_api(url[len(prefix):])
+        name = limits.quota_api(url[len(prefix) :])
         minute, wait = limits.take_quota(self.store, name, self.config.enedis_max_calls_per_hour, self.clock())
         if wait:
             raise UpstreamBusy("the proxy's hourly quota of calls to this Enedis API is spent, retry later", wait)
@@ -482,9 +525,16 @@ class EnedisClient:
             self.store.delete(TOKEN_KIND, TOKEN_LOCK_KEY)
 
     def _fetch_token(self) -> str:
-        response = self._send("token", "POST", self.config.token_endpoint_v3,
-                              data={"grant_type": CLIENT_CREDENTIALS_GRANT, "client_id": self.config.client_id,
-                                    "client_secret": self.config.client_secret})
+        response = self._send(
+            "token",
+            "POST",
+            self.config.token_endpoint_v3,
+            data={
+                "grant_type": CLIENT_CREDENTIALS_GRANT,
+                "client_id": self.config.client_id,
+                "client_secret": self.config.client_secret,
+            },
+        )
         status = response.status_code
         if status == 429:
             raise UpstreamBusy("Enedis is throttling the proxy, retry later", retry_after_of(response, self.clock()))
@@ -502,8 +552,9 @@ class EnedisClient:
             raise UpstreamBadAnswer("the Enedis token answer holds no access_token")
         lifetime = _seconds(body.get("expires_in"), DEFAULT_TOKEN_LIFETIME)
         encrypted = sealing.encrypt(self.config.client_secret, token.encode())
-        self.store.put(TOKEN_KIND, TOKEN_KEY, {"encrypted": encrypted},
-                       lifetime - min(TOKEN_RENEW_MARGIN, lifetime / 10))
+        self.store.put(
+            TOKEN_KIND, TOKEN_KEY, {"encrypted": encrypted}, lifetime - min(TOKEN_RENEW_MARGIN, lifetime / 10)
+        )
         log.info("new Enedis client_credentials token, valid %ds", lifetime)
         return token
 
@@ -530,6 +581,7 @@ class EnedisClient:
 
 
 # --- helpers
+
 
 def autorisation_number(autorisation_id: str) -> int:
     """The v2 consent's `autorisation_id` as the int64 Enedis expects, or ValueError."""
@@ -573,8 +625,9 @@ def _seconds(value, default: int) -> int:
 
 _NEXT_ACCESS = re.compile(r'nextAccessTime\\?"\s*:\s*\\?"([^"\\]+)')
 _ENEDIS_TIME = re.compile(r"(\d{4})-([A-Za-z]{3})-(\d{2}) (\d{2}):(\d{2}):(\d{2})\s*(?:([+-])(\d{2}):?(\d{2}))?")
-_MONTHS = {m: i for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun",
-                                      "jul", "aug", "sep", "oct", "nov", "dec"), 1)}
+_MONTHS = {
+    m: i for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1)
+}
 
 
 def parse_next_access_time(text: str) -> float | None:
@@ -590,15 +643,16 @@ def parse_next_access_time(text: str) -> float | None:
             year, month, day, hour, minute, second, sign, off_h, off_m = match.groups()
             if month.lower() not in _MONTHS:
                 return None
-            moment = datetime(int(year), _MONTHS[month.lower()], int(day), int(hour), int(minute), int(second),
-                              tzinfo=timezone.utc)
+            moment = datetime(
+                int(year), _MONTHS[month.lower()], int(day), int(hour), int(minute), int(second), tzinfo=UTC
+            )
             offset = (int(off_h) * 3600 + int(off_m) * 60) * (-1 if sign == "-" else 1) if sign else 0
             return moment.timestamp() - offset
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
 
 

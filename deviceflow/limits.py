@@ -68,8 +68,13 @@ def data_call_wait(store: Store, token_digest: str, limit: int, now: float, who:
     wait = _seconds(until - now)
     # One line per token and window, not one per refused call.
     if until > now and store.add(DATA_CALLS_FULL_KIND, token_digest, {"until": until}, until - now):
-        log.warning("an access token made %d data calls within %ds (DATA_CALLS_PER_MINUTE)%s: refused for %ds",
-                    limit, DATA_CALLS_WINDOW, f" from {who}" if who else "", wait)
+        log.warning(
+            "an access token made %d data calls within %ds (DATA_CALLS_PER_MINUTE)%s: refused for %ds",
+            limit,
+            DATA_CALLS_WINDOW,
+            f" from {who}" if who else "",
+            wait,
+        )
     return wait
 
 
@@ -96,8 +101,13 @@ def take_quota(store: Store, api: str, per_hour: int, now: float) -> tuple[int, 
     made = {m: count - not_made.get(m, 0) for m, count in asked.items()}
     wait = _until_room(made, minute, per_hour, now)
     if store.add(QUOTA_WARNED_KIND, api, {}, QUOTA_MINUTES * MINUTE):
-        log.warning("Enedis quota reached for %s: %d calls within the last hour (ENEDIS_MAX_CALLS_PER_HOUR); "
-                    "calls to it are answered 429 without calling Enedis, for %ds", api, per_hour, wait)
+        log.warning(
+            "Enedis quota reached for %s: %d calls within the last hour (ENEDIS_MAX_CALLS_PER_HOUR); "
+            "calls to it are answered 429 without calling Enedis, for %ds",
+            api,
+            per_hour,
+            wait,
+        )
     return minute, wait
 
 

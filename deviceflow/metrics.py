@@ -36,26 +36,47 @@ class Metrics:
         self.clock = clock
         self.registry = registry = CollectorRegistry()
         self.flows = Counter(
-            "deviceflow_flows", "Device flows by outcome: started, approved, denied, failed (bad state, "
-            "expired code, unusable upstream answer), delivered", ["outcome"], registry=registry)
+            "deviceflow_flows",
+            "Device flows by outcome: started, approved, denied, failed (bad state, "
+            "expired code, unusable upstream answer), delivered",
+            ["outcome"],
+            registry=registry,
+        )
         self.polls = Counter(
-            "deviceflow_polls", "Device-code polls of /device/token by answer: tokens, or the error code",
-            ["answer"], registry=registry)
+            "deviceflow_polls",
+            "Device-code polls of /device/token by answer: tokens, or the error code",
+            ["answer"],
+            registry=registry,
+        )
         self.refreshes = Counter(
-            "deviceflow_refreshes", "Refresh-token requests by answer: tokens, or the error code",
-            ["answer"], registry=registry)
+            "deviceflow_refreshes",
+            "Refresh-token requests by answer: tokens, or the error code",
+            ["answer"],
+            registry=registry,
+        )
         self.data_calls = Counter(
-            "deviceflow_data_calls", "Answers of /data/proxy by HTTP status and source "
-            "(legacy: v5 API, new: Data Connect 2026, none: Enedis not called)", ["status", "source"],
-            registry=registry)
+            "deviceflow_data_calls",
+            "Answers of /data/proxy by HTTP status and source "
+            "(legacy: v5 API, new: Data Connect 2026, none: Enedis not called)",
+            ["status", "source"],
+            registry=registry,
+        )
         self.enedis_calls = Counter(
-            "deviceflow_enedis_calls", "Calls to Enedis by API (token, data, subscribed_services) and "
-            "HTTP status (or timeout, unreachable, unreadable)", ["api", "status"], registry=registry)
+            "deviceflow_enedis_calls",
+            "Calls to Enedis by API (token, data, subscribed_services) and "
+            "HTTP status (or timeout, unreachable, unreadable)",
+            ["api", "status"],
+            registry=registry,
+        )
         self.budget_waits = Counter(
-            "deviceflow_enedis_budget_waits", "Calls that had to wait for a slot of "
-            "ENEDIS_MAX_CALLS_PER_SECOND, by outcome (served, refused)", ["outcome"], registry=registry)
+            "deviceflow_enedis_budget_waits",
+            "Calls that had to wait for a slot of ENEDIS_MAX_CALLS_PER_SECOND, by outcome (served, refused)",
+            ["outcome"],
+            registry=registry,
+        )
         self.store_errors = Counter(
-            "deviceflow_store_errors", "Store operations that failed (the request got 503)", registry=registry)
+            "deviceflow_store_errors", "Store operations that failed (the request got 503)", registry=registry
+        )
 
     # --- what the routes and the Enedis client call
 

@@ -139,9 +139,14 @@ class AccessLog:
                 self._summarize(summarized)
             else:
                 route = environ.get("bottle.route")
-                access_log.info("%s %s %s %s %.1fms", environ.get("REMOTE_ADDR", "") or "-",
-                                ascii_only(environ.get("REQUEST_METHOD", "")), route.rule if route else "-",
-                                status[-1] if status else "-", (self.clock() - started) * 1000)
+                access_log.info(
+                    "%s %s %s %s %.1fms",
+                    environ.get("REMOTE_ADDR", "") or "-",
+                    ascii_only(environ.get("REQUEST_METHOD", "")),
+                    route.rule if route else "-",
+                    status[-1] if status else "-",
+                    (self.clock() - started) * 1000,
+                )
 
     def _summarize(self, answer: str) -> None:
         with self._lock:
@@ -150,5 +155,8 @@ class AccessLog:
             if now - self._since < SUMMARY_EVERY:
                 return
             counts, since, self._counts, self._since = self._counts, self._since, {}, now
-        access_log.info("POST /device/token answered %s in the last %.0f s", ", ".join(
-            f"{count} {name}" for name, count in sorted(counts.items())), now - since)
+        access_log.info(
+            "POST /device/token answered %s in the last %.0f s",
+            ", ".join(f"{count} {name}" for name, count in sorted(counts.items())),
+            now - since,
+        )

@@ -18,16 +18,16 @@ from __future__ import annotations
 import csv
 import re
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone, tzinfo
-from typing import Iterable, Iterator
+from datetime import UTC, datetime, tzinfo
 
 from deviceflow.flow import DeviceFlow
 from deviceflow.flow.records import ACCESS_TOKEN, CHAIN, FLOW, PENDING, REFRESH_TOKEN
 from deviceflow.flow.tokens import IMPORTED_CHAIN_PREFIX
-from deviceflow.usage_points import parse_usage_points
 from deviceflow.metrics import BUDGET_WAITS, DAY, ENEDIS_CALLS, recent
 from deviceflow.store import Store, digest
+from deviceflow.usage_points import parse_usage_points
 
 REFRESH_PREFIX = "refresh_token:"
 CSV_HEADER = ["key", "value", "expire_at"]
@@ -54,6 +54,7 @@ class Row:
     """One record of the PHP cache: `expires` is a datetime, None (no expiry) or
     the text that failed to parse; `serialized` when the value is PHP `serialize()`
     text (PostgreSQL) rather than the value itself (MongoDB)."""
+
     key: str | None
     value: object
     expires: object = None
@@ -62,14 +63,15 @@ class Row:
 
 @dataclass
 class ImportSummary:
-    read: int = 0            # refresh-token records seen
+    read: int = 0  # refresh-token records seen
     imported: int = 0
     skipped: Counter = field(default_factory=Counter)
-    other_keys: int = 0      # device codes, states, access tokens, rate limits: not carried over
-    capped: int = 0          # imported with an expiry brought back to now + DURATION
+    other_keys: int = 0  # device codes, states, access tokens, rate limits: not carried over
+    capped: int = 0  # imported with an expiry brought back to now + DURATION
 
 
 # --- reading the PHP server's cache
+
 
 def php_string(value: str) -> str:
     """The string inside a PHP `serialize()` value (`s:14:"11111111111111";`); ValueError otherwise."""
@@ -85,7 +87,7 @@ def rows_from_mongodb(collection) -> Iterator[Row]:
         yield Row(doc.get("key"), doc.get("value"), doc.get("expireAt"))
 
 
-def rows_from_csv(lines: Iterable[str], zone: tzinfo = timezone.utc) -> Iterator[Row]:
+def rows_from_csv(lines: Iterable[str], zone: tzinfo = UTC) -> Iterator[Row]:
     """Rows of a CSV export of the PHP server's PostgreSQL `cache` table
     (`\\copy cache TO 'cache.csv' CSV HEADER`); the header is optional.
     Dates without an offset are taken in `zone` (PHP wrote them in its own)."""
@@ -116,11 +118,12 @@ def _epoch(expires) -> float | None:
     if not isinstance(expires, datetime):
         raise ValueError("not a date")
     if expires.tzinfo is None:
-        expires = expires.replace(tzinfo=timezone.utc)
+        expires = expires.replace(tzinfo=UTC)
     return expires.timestamp()
 
 
 # --- filing them
+
 
 def import_php(flow: DeviceFlow, rows: Iterable[Row], dry_run: bool = False) -> ImportSummary:
     """File every live refresh token of `rows` with `flow.tokens.import_refresh_token`. Safe to run
@@ -159,7 +162,7 @@ def import_php(flow: DeviceFlow, rows: Iterable[Row], dry_run: bool = False) -> 
 
 def _check(row: Row, now: float, default_lifetime: int):
     """(reason to skip or None, token, usage points, expiry epoch)."""
-    token = row.key[len(REFRESH_PREFIX):]
+    token = row.key[len(REFRESH_PREFIX) :]
     if not TOKEN.fullmatch(token):
         return BAD_TOKEN, None, None, None
     if row.expires is None:
@@ -188,13 +191,15 @@ def _check(row: Row, now: float, default_lifetime: int):
 
 # --- looking at the store
 
+
 def stats(store: Store, now: float) -> dict[str, int]:
     chains = list(store.scan(CHAIN))
     live = [chain for _, chain in chains if not chain.get("revoked")]
     imported = sum(1 for key, chain in chains if key.startswith(IMPORTED_CHAIN_PREFIX) and not chain.get("revoked"))
     return {
-        "pending_flows": sum(1 for _, flow in store.scan(FLOW)
-                             if flow.get("status") == PENDING and flow.get("code_expires", 0) > now),
+        "pending_flows": sum(
+            1 for _, flow in store.scan(FLOW) if flow.get("status") == PENDING and flow.get("code_expires", 0) > now
+        ),
         "authorizations": len(live),
         "imported": imported,
         "revoked": len(chains) - len(live),
@@ -209,6 +214,7 @@ def stats(store: Store, now: float) -> dict[str, int]:
 
 
 # --- revoking
+
 
 def revoke_refresh_token(flow: DeviceFlow, refresh_token: str) -> list[str] | None:
     """Revoke the authorization a refresh token belongs to (every token rotated

@@ -41,9 +41,11 @@ class Pages:
         self.metrics = metrics
         self.secure_cookies = config.base_url.startswith("https://")
         authorize = urlsplit(config.authorization_endpoint)
-        self.csp = ("default-src 'none'; style-src 'self'; img-src 'self'; script-src 'self'; "
-                    f"form-action 'self' {authorize.scheme}://{authorize.netloc}; "
-                    "frame-ancestors 'none'; base-uri 'none'")
+        self.csp = (
+            "default-src 'none'; style-src 'self'; img-src 'self'; script-src 'self'; "
+            f"form-action 'self' {authorize.scheme}://{authorize.netloc}; "
+            "frame-ancestors 'none'; base-uri 'none'"
+        )
         self.templates: dict[str, bottle.SimpleTemplate] = {}
         self.app = app = bottle.Bottle()
         app.config["json.enable"] = False
@@ -106,8 +108,9 @@ class Pages:
             self.metrics.flows.labels("denied" if error.reason == "denied" else "failed").inc()
             return self.error_page(error, show=self.shown_page)
         self.metrics.flows.labels("approved").inc()
-        return self.shown_page("done", usage_points=approved.get("usage_points") or [],
-                               application=approved.get("application") or "")
+        return self.shown_page(
+            "done", usage_points=approved.get("usage_points") or [], application=approved.get("application") or ""
+        )
 
     def static(self, name):
         return bottle.static_file(name, root=str(STATIC))
@@ -123,8 +126,9 @@ class Pages:
         return lang
 
     def set_cookie(self, name, value, max_age):
-        bottle.response.set_cookie(name, value, max_age=max_age, path="/", httponly=True, samesite="lax",
-                                   secure=self.secure_cookies)
+        bottle.response.set_cookie(
+            name, value, max_age=max_age, path="/", httponly=True, samesite="lax", secure=self.secure_cookies
+        )
 
     def browser_id(self, create: bool = False) -> str:
         value = bottle.request.get_cookie(BROWSER_COOKIE) or ""
@@ -142,18 +146,29 @@ class Pages:
         if template is None:  # compiled once, then reused by every request
             template = self.templates[name] = bottle.SimpleTemplate(name=name, lookup=[str(VIEWS)])
         other_lang = "en" if lang == "fr" else "fr"
-        return template.render(t=TEXTS[lang], lang=lang, demo=self.config.demo, config=self.config, path=path,
-                               other_lang=other_lang, switch_href=self.language_switch(other_lang),
-                               spell=lambda seconds: spell_duration(seconds, lang),
-                               operator_href=contact_href(self.config.operator_contact), **values)
+        return template.render(
+            t=TEXTS[lang],
+            lang=lang,
+            demo=self.config.demo,
+            config=self.config,
+            path=path,
+            other_lang=other_lang,
+            switch_href=self.language_switch(other_lang),
+            spell=lambda seconds: spell_duration(seconds, lang),
+            operator_href=contact_href(self.config.operator_contact),
+            **values,
+        )
 
     def language_switch(self, lang: str) -> str:
         """The same page in the other language: a GET keeps its query (the code
         being confirmed); a POST, or the single-use way back from Enedis, does not."""
         request = bottle.request
         keep = request.method == "GET" and not request.path.startswith(RETURN_PREFIX)
-        params = [(name, value) for name, value in parse_qsl(request.query_string, keep_blank_values=True)
-                  if keep and name != "lang"]
+        params = [
+            (name, value)
+            for name, value in parse_qsl(request.query_string, keep_blank_values=True)
+            if keep and name != "lang"
+        ]
         return f"{self.config.base_url}{request.path}?{urlencode(params + [('lang', lang)])}"
 
     def shown_page(self, name: str, status: int = 200, **values) -> str:
@@ -162,8 +177,9 @@ class Pages:
         browser = self.browser_id()
         if browser:
             try:
-                self.store.put(SHOWN_PAGE, digest(browser), {"name": name, "status": status, "values": values},
-                               SHOWN_LIFETIME)
+                self.store.put(
+                    SHOWN_PAGE, digest(browser), {"name": name, "status": status, "values": values}, SHOWN_LIFETIME
+                )
             except StoreUnavailable:
                 pass  # the page itself matters more than its second showing
         return self.page(name, status=status, **values)
@@ -195,8 +211,15 @@ class Pages:
         except StoreUnavailable:
             return self.error_page(PageError("server", 503))
         csrf = self.flow.verification.csrf_token(self.browser_id(create=True), pending.user_code)
-        return self.page("device", pending=pending, code=format_user_code(pending.user_code), typed=typed,
-                         state=state, csrf=csrf, error=None)
+        return self.page(
+            "device",
+            pending=pending,
+            code=format_user_code(pending.user_code),
+            typed=typed,
+            state=state,
+            csrf=csrf,
+            error=None,
+        )
 
     def code_entry_page(self, error: PageError, typed: str, state: str):
         """The code-entry form again, with what went wrong; past the guessing limit, only the wait."""

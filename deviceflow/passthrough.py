@@ -29,6 +29,7 @@ JSON = "application/json"
 @dataclass(frozen=True)
 class Forwarded:
     """Upstream's answer to a forwarded request, to be handed to the device as it is."""
+
     status: int
     body: bytes
     content_type: str
@@ -59,8 +60,11 @@ class Passthrough:
         token = body.get("access_token") if isinstance(body, dict) else None
         if response.status_code != 200 or not isinstance(token, str) or not token:
             error = body.get("error") if isinstance(body, dict) else None
-            log.warning("authorization code exchange refused by upstream: HTTP %d, error %s",
-                        response.status_code, loggable(error) or "(none)")
+            log.warning(
+                "authorization code exchange refused by upstream: HTTP %d, error %s",
+                response.status_code,
+                loggable(error) or "(none)",
+            )
             raise UpstreamRefused(f"upstream answered {response.status_code} without an access token")
         return body
 
@@ -96,4 +100,3 @@ class Passthrough:
             status = response.status_code if response.status_code >= 400 else error.status
             return Forwarded(status, json.dumps(error.body()).encode(), JSON)
         return Forwarded(response.status_code, response.content, content_type or JSON)
-

@@ -61,7 +61,7 @@ def seal_to(public_key: str, data: bytes, aad: bytes) -> str:
 def open_with(device_code: str, sealed: str, aad: bytes) -> bytes:
     """What `seal_to` sealed to this device code's public key, with the same `aad`; else CannotOpen."""
     raw = _bytes(sealed)
-    sender, nonce, ciphertext = raw[:KEY_SIZE], raw[KEY_SIZE:KEY_SIZE + NONCE_SIZE], raw[KEY_SIZE + NONCE_SIZE:]
+    sender, nonce, ciphertext = raw[:KEY_SIZE], raw[KEY_SIZE : KEY_SIZE + NONCE_SIZE], raw[KEY_SIZE + NONCE_SIZE :]
     private = _private_key(device_code)
     try:
         shared = private.exchange(X25519PublicKey.from_public_bytes(sender))

@@ -87,21 +87,42 @@ class GuardedServer(TcpWSGIServer):
                 channel.will_close = True
                 self.closed_slow += 1
         if self.closed_slow and now >= self.next_warning:
-            log.warning("closed %d connection(s) whose request was not complete within %g s (REQUEST_TIMEOUT): "
-                        "slow or stalled clients", self.closed_slow, self.request_timeout)
+            log.warning(
+                "closed %d connection(s) whose request was not complete within %g s (REQUEST_TIMEOUT): "
+                "slow or stalled clients",
+                self.closed_slow,
+                self.request_timeout,
+            )
             self.closed_slow, self.next_warning = 0, now + WARN_EVERY
 
 
-def create_server(app, host: str, port: int, threads: int, options: dict, connection_limit: int,
-                  request_timeout: float):
+def create_server(
+    app, host: str, port: int, threads: int, options: dict, connection_limit: int, request_timeout: float
+):
     """What waitress.create_server makes, with guarded servers (one per address `host` resolves to)."""
-    adj = Adjustments(host=host, port=port, threads=threads, connection_limit=connection_limit,
-                      cleanup_interval=CLEANUP_INTERVAL, asyncore_use_poll=True, **options)
+    adj = Adjustments(
+        host=host,
+        port=port,
+        threads=threads,
+        connection_limit=connection_limit,
+        cleanup_interval=CLEANUP_INTERVAL,
+        asyncore_use_poll=True,
+        **options,
+    )
     socket_map, dispatcher = {}, ThreadedTaskDispatcher()
     dispatcher.set_thread_count(adj.threads)
-    servers = [GuardedServer(app, socket_map, dispatcher=dispatcher, adj=adj, sockinfo=sockinfo,
-                             request_timeout=request_timeout) for sockinfo in adj.listen]
+    servers = [
+        GuardedServer(
+            app, socket_map, dispatcher=dispatcher, adj=adj, sockinfo=sockinfo, request_timeout=request_timeout
+        )
+        for sockinfo in adj.listen
+    ]
     if len(servers) == 1:
         return servers[0]
-    return MultiSocketServer(socket_map, adj, [(s.effective_host, s.effective_port) for s in servers], dispatcher,
-                             log_info=servers[0].log_info)
+    return MultiSocketServer(
+        socket_map,
+        adj,
+        [(s.effective_host, s.effective_port) for s in servers],
+        dispatcher,
+        log_info=servers[0].log_info,
+    )

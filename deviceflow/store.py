@@ -15,19 +15,19 @@ raise `StoreUnavailable` instead of their own errors.
 from __future__ import annotations
 
 import hashlib
-import shutil
-import tempfile
-import weakref
 import json
 import logging
 import os
+import shutil
 import sqlite3
+import tempfile
 import threading
 import time
+import weakref
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterator
 
 from deviceflow.errors import StoreUnavailable
 
@@ -66,8 +66,7 @@ class Store:
         """Atomically read and delete the live record: one caller gets it."""
         raise NotImplementedError
 
-    def update_if(self, kind: str, key: str, expect: dict, changes: dict,
-                  ttl: float | None = None) -> dict | None:
+    def update_if(self, kind: str, key: str, expect: dict, changes: dict, ttl: float | None = None) -> dict | None:
         """Compare-and-set: when the live record's fields equal `expect`, merge
         `changes` (and renew the expiry if `ttl`) and return the record as it
         was before; otherwise None. A field expected to be None also matches
@@ -129,13 +128,13 @@ def private_files(path: Path) -> None:
             mode = file.stat().st_mode & 0o777
             if mode & 0o077:
                 os.chmod(file, FILE_MODE)
-                log.warning("the store file %s was open to other accounts (mode %03o): now %03o",
-                            file, mode, FILE_MODE)
+                log.warning("the store file %s was open to other accounts (mode %03o): now %03o", file, mode, FILE_MODE)
         except FileNotFoundError:
             continue
         except OSError as error:  # another account's file: say so, the server still runs
-            log.warning("the store file %s is open to other accounts and cannot be tightened (%s)",
-                        file, type(error).__name__)
+            log.warning(
+                "the store file %s is open to other accounts and cannot be tightened (%s)", file, type(error).__name__
+            )
 
 
 class SQLiteStore(Store):
@@ -146,8 +145,12 @@ class SQLiteStore(Store):
     # secure_delete: a deleted or overwritten record's bytes are zeroed in its page. In WAL mode the
     # zeroed page is a new WAL frame, and reaches the database file at the next checkpoint; older
     # frames keep the former content until the WAL is reset and overwritten, or truncated (`purge`).
-    PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA temp_store=MEMORY",
-               "PRAGMA secure_delete=ON")
+    PRAGMAS = (
+        "PRAGMA journal_mode=WAL",
+        "PRAGMA synchronous=NORMAL",
+        "PRAGMA temp_store=MEMORY",
+        "PRAGMA secure_delete=ON",
+    )
 
     def __init__(self, path: str, clock=time.time, busy_timeout: float = 5.0):
         self.clock = clock
@@ -175,12 +178,12 @@ class SQLiteStore(Store):
             conn = self._conn()
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS records (kind TEXT NOT NULL, key TEXT NOT NULL,"
-                " value TEXT NOT NULL, expires_at REAL NOT NULL, PRIMARY KEY (kind, key)) WITHOUT ROWID")
+                " value TEXT NOT NULL, expires_at REAL NOT NULL, PRIMARY KEY (kind, key)) WITHOUT ROWID"
+            )
             conn.execute("CREATE INDEX IF NOT EXISTS records_expiry ON records (expires_at)")
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
-                               check_same_thread=False)
+        conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False)
         for pragma in self.PRAGMAS:
             conn.execute(pragma)
         return conn
@@ -221,16 +224,20 @@ class SQLiteStore(Store):
             return self._writer.execute(sql, args).fetchall()
 
     def put(self, kind, key, value, ttl):
-        self._write("INSERT INTO records VALUES (?, ?, ?, ?) ON CONFLICT (kind, key) DO UPDATE"
-                    " SET value = excluded.value, expires_at = excluded.expires_at",
-                    (kind, key, json.dumps(value), self.clock() + ttl))
+        self._write(
+            "INSERT INTO records VALUES (?, ?, ?, ?) ON CONFLICT (kind, key) DO UPDATE"
+            " SET value = excluded.value, expires_at = excluded.expires_at",
+            (kind, key, json.dumps(value), self.clock() + ttl),
+        )
 
     def add(self, kind, key, value, ttl):
         now = self.clock()
-        written = self._write("INSERT INTO records VALUES (?, ?, ?, ?) ON CONFLICT (kind, key) DO UPDATE"
-                              " SET value = excluded.value, expires_at = excluded.expires_at"
-                              " WHERE records.expires_at <= ? RETURNING 1",
-                              (kind, key, json.dumps(value), now + ttl, now))
+        written = self._write(
+            "INSERT INTO records VALUES (?, ?, ?, ?) ON CONFLICT (kind, key) DO UPDATE"
+            " SET value = excluded.value, expires_at = excluded.expires_at"
+            " WHERE records.expires_at <= ? RETURNING 1",
+            (kind, key, json.dumps(value), now + ttl, now),
+        )
         return bool(written)
 
     def _read(self, sql: str, args=()) -> list:
@@ -241,8 +248,9 @@ class SQLiteStore(Store):
             return self._conn().execute(sql, args).fetchall()
 
     def _value(self, kind, key) -> str | None:
-        rows = self._read("SELECT value FROM records WHERE kind = ? AND key = ? AND expires_at > ?",
-                          (kind, key, self.clock()))
+        rows = self._read(
+            "SELECT value FROM records WHERE kind = ? AND key = ? AND expires_at > ?", (kind, key, self.clock())
+        )
         return rows[0][0] if rows else None
 
     def get(self, kind, key):
@@ -250,8 +258,10 @@ class SQLiteStore(Store):
         return json.loads(text) if text is not None else None
 
     def take(self, kind, key):
-        rows = self._write("DELETE FROM records WHERE kind = ? AND key = ? AND expires_at > ? RETURNING value",
-                           (kind, key, self.clock()))
+        rows = self._write(
+            "DELETE FROM records WHERE kind = ? AND key = ? AND expires_at > ? RETURNING value",
+            (kind, key, self.clock()),
+        )
         return json.loads(rows[0][0]) if rows else None
 
     def update_if(self, kind, key, expect, changes, ttl=None):
@@ -268,10 +278,11 @@ class SQLiteStore(Store):
             if not _matches(before, expect):
                 return None
             now = self.clock()
-            if self._write("UPDATE records SET value = ?, expires_at = CASE WHEN ? THEN ? ELSE expires_at END"
-                           " WHERE kind = ? AND key = ? AND value = ? AND expires_at > ? RETURNING 1",
-                           (json.dumps({**before, **changes}), ttl is not None, now + (ttl or 0),
-                            kind, key, text, now)):
+            if self._write(
+                "UPDATE records SET value = ?, expires_at = CASE WHEN ? THEN ? ELSE expires_at END"
+                " WHERE kind = ? AND key = ? AND value = ? AND expires_at > ? RETURNING 1",
+                (json.dumps({**before, **changes}), ttl is not None, now + (ttl or 0), kind, key, text, now),
+            ):
                 return before
             # else another writer changed the record in between: look again
         raise StoreUnavailable("record contention")
@@ -281,13 +292,17 @@ class SQLiteStore(Store):
         # and its index left alone (a poll is a write; this keeps it small).
         now = self.clock()
         for _ in range(3):
-            rows = self._write("INSERT INTO records VALUES (?, ?, '1', ?) ON CONFLICT (kind, key) DO UPDATE"
-                               " SET value = CAST(CAST(records.value AS INTEGER) + 1 AS TEXT)"
-                               " WHERE records.expires_at > ? RETURNING value",
-                               (kind, key, now + window, now))
-            rows = rows or self._write("UPDATE records SET value = '1', expires_at = ?"
-                                       " WHERE kind = ? AND key = ? AND expires_at <= ? RETURNING value",
-                                       (now + window, kind, key, now))
+            rows = self._write(
+                "INSERT INTO records VALUES (?, ?, '1', ?) ON CONFLICT (kind, key) DO UPDATE"
+                " SET value = CAST(CAST(records.value AS INTEGER) + 1 AS TEXT)"
+                " WHERE records.expires_at > ? RETURNING value",
+                (kind, key, now + window, now),
+            )
+            rows = rows or self._write(
+                "UPDATE records SET value = '1', expires_at = ?"
+                " WHERE kind = ? AND key = ? AND expires_at <= ? RETURNING value",
+                (now + window, kind, key, now),
+            )
             if rows:  # else another process opened the new window in between: count in it
                 return int(rows[0][0])
         raise StoreUnavailable("counter contention")
@@ -296,12 +311,10 @@ class SQLiteStore(Store):
         self._write("DELETE FROM records WHERE kind = ? AND key = ?", (kind, key))
 
     def count(self, kind):
-        return self._read("SELECT COUNT(*) FROM records WHERE kind = ? AND expires_at > ?",
-                          (kind, self.clock()))[0][0]
+        return self._read("SELECT COUNT(*) FROM records WHERE kind = ? AND expires_at > ?", (kind, self.clock()))[0][0]
 
     def scan(self, kind):
-        rows = self._read("SELECT key, value FROM records WHERE kind = ? AND expires_at > ?",
-                          (kind, self.clock()))
+        rows = self._read("SELECT key, value FROM records WHERE kind = ? AND expires_at > ?", (kind, self.clock()))
         return ((key, json.loads(value)) for key, value in rows)
 
     def purge(self, batch: int = 500):
@@ -309,8 +322,13 @@ class SQLiteStore(Store):
         # batch at most, not for the whole backlog of a server that never purged.
         now, purged = self.clock(), 0
         while True:
-            gone = len(self._write("DELETE FROM records WHERE (kind, key) IN (SELECT kind, key FROM records"
-                                   " WHERE expires_at <= ? LIMIT ?) RETURNING 1", (now, batch)))
+            gone = len(
+                self._write(
+                    "DELETE FROM records WHERE (kind, key) IN (SELECT kind, key FROM records"
+                    " WHERE expires_at <= ? LIMIT ?) RETURNING 1",
+                    (now, batch),
+                )
+            )
             purged += gone
             if gone < batch:
                 self._truncate_wal()
@@ -359,11 +377,12 @@ class MongoStore(Store):
             self.col.create_index([("kind", 1), ("exp", 1)])
 
     @classmethod
-    def from_uri(cls, uri: str, db_name: str, clock=time.time) -> "MongoStore":
+    def from_uri(cls, uri: str, db_name: str, clock=time.time) -> MongoStore:
         import pymongo
 
-        client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=3000, connectTimeoutMS=3000,
-                                     socketTimeoutMS=10000, tz_aware=False)
+        client = pymongo.MongoClient(
+            uri, serverSelectionTimeoutMS=3000, connectTimeoutMS=3000, socketTimeoutMS=10000, tz_aware=False
+        )
         return cls(client, db_name, clock)
 
     @contextmanager
@@ -379,7 +398,7 @@ class MongoStore(Store):
 
     def _at(self, offset: float = 0.0) -> datetime:
         # BSON dates have millisecond precision and no zone: naive UTC.
-        return datetime.fromtimestamp(self.clock() + offset, timezone.utc).replace(tzinfo=None)
+        return datetime.fromtimestamp(self.clock() + offset, UTC).replace(tzinfo=None)
 
     @staticmethod
     def _id(kind, key):
@@ -387,14 +406,18 @@ class MongoStore(Store):
 
     def put(self, kind, key, value, ttl):
         with self._errors():
-            self.col.replace_one({"_id": self._id(kind, key)},
-                                 {"kind": kind, "v": value, "exp": self._at(ttl)}, upsert=True)
+            self.col.replace_one(
+                {"_id": self._id(kind, key)}, {"kind": kind, "v": value, "exp": self._at(ttl)}, upsert=True
+            )
 
     def add(self, kind, key, value, ttl):
         with self._errors():
             try:
-                self.col.update_one({"_id": self._id(kind, key), "exp": {"$lte": self._at()}},
-                                    {"$set": {"kind": kind, "v": value, "exp": self._at(ttl)}}, upsert=True)
+                self.col.update_one(
+                    {"_id": self._id(kind, key), "exp": {"$lte": self._at()}},
+                    {"$set": {"kind": kind, "v": value, "exp": self._at(ttl)}},
+                    upsert=True,
+                )
             except self.errors.DuplicateKeyError:
                 return False  # a live record holds the key
             return True
@@ -416,21 +439,28 @@ class MongoStore(Store):
         if ttl is not None:
             update["exp"] = self._at(ttl)
         with self._errors():
-            doc = self.col.find_one_and_update(query, {"$set": update},
-                                               return_document=self.pymongo.ReturnDocument.BEFORE)
+            doc = self.col.find_one_and_update(
+                query, {"$set": update}, return_document=self.pymongo.ReturnDocument.BEFORE
+            )
         return doc["v"] if doc else None
 
     def incr(self, kind, key, window):
         _id = self._id(kind, key)
         with self._errors():
             for _ in range(5):
-                doc = self.col.find_one_and_update({"_id": _id, "exp": {"$gt": self._at()}}, {"$inc": {"v": 1}},
-                                                   return_document=self.pymongo.ReturnDocument.AFTER)
+                doc = self.col.find_one_and_update(
+                    {"_id": _id, "exp": {"$gt": self._at()}},
+                    {"$inc": {"v": 1}},
+                    return_document=self.pymongo.ReturnDocument.AFTER,
+                )
                 if doc:
                     return int(doc["v"])
                 try:
-                    self.col.update_one({"_id": _id, "exp": {"$lte": self._at()}},
-                                        {"$set": {"kind": kind, "v": 1, "exp": self._at(window)}}, upsert=True)
+                    self.col.update_one(
+                        {"_id": _id, "exp": {"$lte": self._at()}},
+                        {"$set": {"kind": kind, "v": 1, "exp": self._at(window)}},
+                        upsert=True,
+                    )
                     return 1
                 except self.errors.DuplicateKeyError:
                     continue  # another instance opened the window first: count in it

@@ -44,9 +44,10 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from deviceflow.usage_points import is_usage_point
 
@@ -125,9 +126,7 @@ class _Measure:
 
 
 _MEASURES = {
-    DAILY_CONSUMPTION: _Measure(
-        f"{MEASURE_BASE}/consommation_quotidienne", "CONS", "EA", "Wh", "energy", "sum", "P1D"
-    ),
+    DAILY_CONSUMPTION: _Measure(f"{MEASURE_BASE}/consommation_quotidienne", "CONS", "EA", "Wh", "energy", "sum", "P1D"),
     CONSUMPTION_LOAD_CURVE: _Measure(
         f"{MEASURE_BASE}/courbe_de_charge_consommation", "CONS", "PA", "W", "power", "average", None
     ),
@@ -141,9 +140,7 @@ _MEASURES = {
         "P1D",
         (("mesuresPas", "P1D"), ("grandeurPhysique", "PMA")),
     ),
-    DAILY_PRODUCTION: _Measure(
-        f"{MEASURE_BASE}/production_quotidienne", "PROD", "EA", "Wh", "energy", "sum", "P1D"
-    ),
+    DAILY_PRODUCTION: _Measure(f"{MEASURE_BASE}/production_quotidienne", "PROD", "EA", "Wh", "energy", "sum", "P1D"),
     PRODUCTION_LOAD_CURVE: _Measure(
         f"{MEASURE_BASE}/courbe_de_charge_production", "PROD", "PA", "W", "power", "average", None
     ),
@@ -202,9 +199,7 @@ def _checked_day(params: Mapping[str, str], name: str, label: str) -> str:
     if not value:
         raise RequestRejected(400, INVALID_REQUEST, f"{label} date parameter is required")
     if not _is_day(value):
-        raise RequestRejected(
-            400, INVALID_REQUEST, f"{label} date parameter must be in the format YYYY-MM-DD"
-        )
+        raise RequestRejected(400, INVALID_REQUEST, f"{label} date parameter must be in the format YYYY-MM-DD")
     return value  # ISO days compare as strings
 
 
@@ -375,9 +370,7 @@ def _v5_contracts(prm: str, contract: dict, synth: Any, comptage: Any) -> dict:
     if power:
         contracts["subscribed_power"] = power
     if isinstance(synth, dict):
-        activation = synth.get("consumption_last_activation_date") or synth.get(
-            "generation_last_activation_date"
-        )
+        activation = synth.get("consumption_last_activation_date") or synth.get("generation_last_activation_date")
         if isinstance(activation, str):
             contracts["last_activation_date"] = _v5_date(activation)
 
@@ -482,8 +475,10 @@ def _v5_error(body: Any) -> dict[str, Any] | None:
         # Already v5 (ADAM-ERR0123 still comes that way): its RFC 6749 fields
         # kept, in ASCII; a description may be missing (or not be text)
         description = body.get("error_description")
-        v5 = {"error": _ascii(body["error"]) or UPSTREAM_ERROR,
-              "error_description": _ascii(description) if isinstance(description, str) else ""}
+        v5 = {
+            "error": _ascii(body["error"]) or UPSTREAM_ERROR,
+            "error_description": _ascii(description) if isinstance(description, str) else "",
+        }
         if isinstance(body.get("error_uri"), str):
             v5["error_uri"] = body["error_uri"][:_MAX_DESCRIPTION]
         return v5

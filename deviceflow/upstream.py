@@ -164,8 +164,11 @@ def send(session: requests.Session, config: Config, method: str, url: str, **kwa
         raise UpstreamBadAnswer("upstream answered a body that cannot be decoded") from None
     except requests.RequestException as exc:
         if watchdog.fired or isinstance(exc, requests.Timeout):
-            log.warning("upstream timeout: %s (%s)", where,
-                        f"not done within {deadline:g}s" if watchdog.fired else "silent past the read timeout")
+            log.warning(
+                "upstream timeout: %s (%s)",
+                where,
+                f"not done within {deadline:g}s" if watchdog.fired else "silent past the read timeout",
+            )
             raise UpstreamTimeout("upstream did not answer in time") from None
         log.warning("upstream unreachable: %s (%s)", where, type(exc).__name__)
         raise UpstreamUnreachable("upstream is not reachable") from None
@@ -188,11 +191,12 @@ def _read_whole(response: requests.Response, where: str) -> None:
     if size > MAX_ANSWER_BYTES:
         response.close()  # the rest is never read; the connection is not reused
         log.warning("upstream answer over %d bytes refused: %s", MAX_ANSWER_BYTES, where)
-        raise UpstreamBadAnswer(f"upstream answered more than {MAX_ANSWER_BYTES // 2 ** 20} MiB")
+        raise UpstreamBadAnswer(f"upstream answered more than {MAX_ANSWER_BYTES // 2**20} MiB")
     response._content = b"".join(chunks)
 
 
 # --- making sense of an answer
+
 
 def parse_json(body: bytes | str) -> object:
     """An answer's JSON, strictly (UTF-8; no NaN, no Infinity; at most

@@ -14,8 +14,15 @@ import bottle
 
 from deviceflow.config import DEMO_PREFIX, Config
 from deviceflow.device_api import DeviceApi, error_response
-from deviceflow.errors import (ApiError, InvalidRequest, MethodNotAllowed, NotFound, ServerError, StoreUnavailable,
-                               TemporarilyUnavailable)
+from deviceflow.errors import (
+    ApiError,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    ServerError,
+    StoreUnavailable,
+    TemporarilyUnavailable,
+)
 from deviceflow.flow import DeviceFlow
 from deviceflow.metrics import Metrics
 from deviceflow.middleware import AccessLog, CleanHeaders, ClientAddress, ascii_only
@@ -29,7 +36,11 @@ log = logging.getLogger("deviceflow.web")
 DEVICE_PREFIXES = ("/device/", "/data/", "/.well-known/", "/healthz")
 # Bottle's own errors (no route, wrong method, body too large, a crash) as a device hears them.
 FRAMEWORK_ERRORS: dict[int, type[ApiError]] = {
-    400: InvalidRequest, 404: NotFound, 405: MethodNotAllowed, 413: InvalidRequest, 503: TemporarilyUnavailable,
+    400: InvalidRequest,
+    404: NotFound,
+    405: MethodNotAllowed,
+    413: InvalidRequest,
+    503: TemporarilyUnavailable,
 }
 # The same, as the page a person sees.
 FRAMEWORK_PAGES = {400: "bad_request", 404: "not_found", 405: "bad_request", 413: "bad_request"}
@@ -68,8 +79,12 @@ class ProxyApp:
         status = error.status_code
         if error.exception is not None and not isinstance(error.exception, StoreUnavailable):
             route = bottle.request.environ.get("bottle.route")  # the template: a raw path may carry a code
-            log.error("unexpected error on %s %s: %s", ascii_only(bottle.request.method), route.rule if route else "-",
-                      type(error.exception).__name__)
+            log.error(
+                "unexpected error on %s %s: %s",
+                ascii_only(bottle.request.method),
+                route.rule if route else "-",
+                type(error.exception).__name__,
+            )
         if isinstance(error.exception, StoreUnavailable):
             status = 503
         if bottle.request.path.startswith(DEVICE_PREFIXES):
@@ -82,8 +97,15 @@ class ProxyApp:
         return self.pages.page("error", status=status, reason=FRAMEWORK_PAGES.get(status, "server"))
 
 
-def make_app(config: Config, store: Store | None = None, upstream=None, simulator=None, clock=time.time,
-             passthrough=None, metrics: Metrics | None = None) -> ProxyApp:
+def make_app(
+    config: Config,
+    store: Store | None = None,
+    upstream=None,
+    simulator=None,
+    clock=time.time,
+    passthrough=None,
+    metrics: Metrics | None = None,
+) -> ProxyApp:
     """The WSGI application, with the trusted-proxy middleware in front.
 
     `passthrough` (the generic token-endpoint client) is built from the

@@ -16,8 +16,12 @@ class _Forms(HTMLParser):
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
         if tag == "form":
-            self.current = {"action": attrs.get("action", ""), "method": attrs.get("method", "get").lower(),
-                            "fields": [], "buttons": []}
+            self.current = {
+                "action": attrs.get("action", ""),
+                "method": attrs.get("method", "get").lower(),
+                "fields": [],
+                "buttons": [],
+            }
             self.forms.append(self.current)
         elif self.current is not None and tag == "input":
             self.current["fields"].append(attrs)
@@ -62,6 +66,9 @@ class Browser:
         if button is not None:
             data.append(button)
         url = urljoin(self.page.url, form["action"])
-        self.page = (self.session.post(url, data=data, timeout=10) if form["method"] == "post"
-                     else self.session.get(url, params=data, timeout=10))
+        self.page = (
+            self.session.post(url, data=data, timeout=10)
+            if form["method"] == "post"
+            else self.session.get(url, params=data, timeout=10)
+        )
         return self.page

@@ -1,17 +1,21 @@
 """Shared fixtures: a test configuration, a controllable clock, stores, the app."""
 
 import pytest
+from helpers import CONTROL_TOKENS
 from webtest import TestApp
 
 from deviceflow import config as configuration
 from deviceflow.store import MongoStore, SQLiteStore
 from deviceflow.web import make_app
-from helpers import CONTROL_TOKENS
 
 # Most tests drive the pre-2026 return (`code` + `usage_point_id` in the URL), which needs no Enedis
 # look-up; the v2 return and the default are tested on their own (test_consent_v2, test_config).
-TEST_ENV = {"CLIENT_ID": "test-client", "EXTERNAL_CLIENT_ID": "domoticz", "CLIENT_SECRET": "s3cr3t-value",
-            "ENEDIS_AUTHORIZE_VERSION": "v1"}
+TEST_ENV = {
+    "CLIENT_ID": "test-client",
+    "EXTERNAL_CLIENT_ID": "domoticz",
+    "CLIENT_SECRET": "s3cr3t-value",
+    "ENEDIS_AUTHORIZE_VERSION": "v1",
+}
 
 
 class Clock:
@@ -37,6 +41,7 @@ def make_config(tmp_path):
     def make(**env):
         values = {**TEST_ENV, "SQLITE_PATH": str(tmp_path / "store.sqlite3"), **env}
         return configuration.load({k: v for k, v in values.items() if v is not None}, dotenv_path=None)
+
     return make
 
 
@@ -70,6 +75,7 @@ def make_web(sqlite_store):
         store = store or sqlite_store
         wsgi = make_app(config, store, upstream=upstream, clock=store.clock)
         return TestApp(wsgi, extra_environ={"REMOTE_ADDR": "192.0.2.10"})
+
     return make
 
 
@@ -82,6 +88,7 @@ def make_proxy(make_web, make_config, sqlite_store, clock):
     def make(**env):
         config = make_config(**env)
         return make_web(config, upstream=EnedisClient(config, sqlite_store, clock=clock, sleep=clock.advance))
+
     return make
 
 
@@ -144,9 +151,13 @@ def live_server(tmp_path_factory, processes):
         child_env.update({"BASE_URL": f"http://127.0.0.1:{port}", "ENEDIS_AUTHORIZE_VERSION": "v1", **env})
         child_env = {k: v for k, v in child_env.items() if v is not None}
         demo_flag = ["--demo"] if demo else []
-        process = subprocess.Popen([sys.executable, "-m", "deviceflow", "serve", *demo_flag, "--host", "127.0.0.1",
-                                    "--port", str(port)], cwd=workdir, env=child_env,
-                                   stdout=subprocess.DEVNULL, stderr=open(workdir / "server.log", "wb"))
+        process = subprocess.Popen(
+            [sys.executable, "-m", "deviceflow", "serve", *demo_flag, "--host", "127.0.0.1", "--port", str(port)],
+            cwd=workdir,
+            env=child_env,
+            stdout=subprocess.DEVNULL,
+            stderr=open(workdir / "server.log", "wb"),
+        )
         process.log = workdir / "server.log"  # for tests that read what the server logged
         started.append(process)
         base = f"http://127.0.0.1:{port}"
@@ -171,11 +182,19 @@ def live_server(tmp_path_factory, processes):
         if not hasattr(start, "enedis"):
             start.enedis = start() + "/enedis"
         enedis = start.enedis
-        return start(sqlite_path=sqlite_path, demo=False, **{
-            "CLIENT_ID": configuration.DEMO_CLIENT_ID, "CLIENT_SECRET": "live-test-secret",
-            "AUTHORIZATION_ENDPOINT": f"{enedis}/dataconnect/v1/oauth2/authorize",
-            "TOKEN_ENDPOINT": f"{enedis}/v1/oauth2/token", "TOKEN_ENDPOINT_V3": f"{enedis}/oauth2/v3/token",
-            "DATA_ENDPOINT": enedis, **env})
+        return start(
+            sqlite_path=sqlite_path,
+            demo=False,
+            **{
+                "CLIENT_ID": configuration.DEMO_CLIENT_ID,
+                "CLIENT_SECRET": "live-test-secret",
+                "AUTHORIZATION_ENDPOINT": f"{enedis}/dataconnect/v1/oauth2/authorize",
+                "TOKEN_ENDPOINT": f"{enedis}/v1/oauth2/token",
+                "TOKEN_ENDPOINT_V3": f"{enedis}/oauth2/v3/token",
+                "DATA_ENDPOINT": enedis,
+                **env,
+            },
+        )
 
     start.processes = started
     start.control_tokens = CONTROL_TOKENS

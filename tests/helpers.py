@@ -24,6 +24,7 @@ def at_once(calls, timeout=60):
     def run(call):
         barrier.wait()
         results.append(call())
+
     threads = [threading.Thread(target=run, args=(call,)) for call in calls]
     for thread in threads:
         thread.start()
@@ -55,13 +56,19 @@ def consent(app, user_code, usage_points=PRM1, **extra):
 
 
 def poll(app, device_code, client_id="test-client"):
-    return app.post("/device/token", {"grant_type": DEVICE_GRANT, "client_id": client_id,
-                                      "device_code": device_code}, expect_errors=True)
+    return app.post(
+        "/device/token",
+        {"grant_type": DEVICE_GRANT, "client_id": client_id, "device_code": device_code},
+        expect_errors=True,
+    )
 
 
 def refresh(app, refresh_token, client_id="test-client", **extra):
-    return app.post("/device/token", {"grant_type": "refresh_token", "client_id": client_id,
-                                      "refresh_token": refresh_token, **extra}, expect_errors=True)
+    return app.post(
+        "/device/token",
+        {"grant_type": "refresh_token", "client_id": client_id, "refresh_token": refresh_token, **extra},
+        expect_errors=True,
+    )
 
 
 def tokens_for(app, usage_points=PRM1):

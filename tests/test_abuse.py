@@ -12,11 +12,11 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 import responses
+from helpers import PRM1, PRM2, consent, get_code, poll, refresh, tokens_for
 
 from deviceflow import cli
 from deviceflow.enedis import BUDGET_WAIT, EnedisClient
 from deviceflow.errors import UpstreamBusy
-from helpers import PRM1, PRM2, consent, get_code, poll, refresh, tokens_for
 
 TOKEN_URL = "https://gw.ext.prod.api.enedis.fr/oauth2/v3/token"
 UPSTREAM_TOKEN_URL = "https://gw.prd.api.enedis.fr/v1/oauth2/token"
@@ -41,12 +41,18 @@ def enedis_answers(mock, *paths):
 
 
 def data_calls(mock) -> int:
-    return len([call for call in mock.calls if call.request.url.startswith(DATA + "/") and call.request.url != TOKEN_URL])
+    return len(
+        [call for call in mock.calls if call.request.url.startswith(DATA + "/") and call.request.url != TOKEN_URL]
+    )
 
 
 def fetch(app, token, path=LOAD_CURVE, usage_point=PRM1, **query):
-    return app.get(f"/data/proxy/{path}", {"usage_point_id": usage_point, **WEEK, **query},
-                   headers={"Authorization": f"Bearer {token}"}, expect_errors=True)
+    return app.get(
+        f"/data/proxy/{path}",
+        {"usage_point_id": usage_point, **WEEK, **query},
+        headers={"Authorization": f"Bearer {token}"},
+        expect_errors=True,
+    )
 
 
 def minted(store) -> int:
@@ -54,6 +60,7 @@ def minted(store) -> int:
 
 
 # --- finding 5: only usage_point_id, start and end reach a v5 API
+
 
 @pytest.mark.parametrize("mode", ["legacy", "auto"])
 def test_a_device_cannot_smuggle_parameters_to_a_v5_api(make_proxy, enedis_mock, mode):
@@ -63,30 +70,39 @@ def test_a_device_cannot_smuggle_parameters_to_a_v5_api(make_proxy, enedis_mock,
     token = tokens_for(proxy)["access_token"]
     enedis_answers(enedis_mock)
     enedis_mock.add(responses.GET, f"{DATA}/{NEW_LOAD_CURVE}", body=requests.ConnectionError("down"))  # auto: to v5
-    answer = fetch(proxy, token, usage_point_ids=PRM2, client_id="someone-else", access_token="x",
-                   callback="https://evil.example/")
+    answer = fetch(
+        proxy, token, usage_point_ids=PRM2, client_id="someone-else", access_token="x", callback="https://evil.example/"
+    )
     assert answer.status_int == 200 and answer.headers["X-Enedis-Proxy-Source"] == "legacy"
     sent = [c.request for c in enedis_mock.calls if c.request.url.startswith(f"{DATA}/{LOAD_CURVE}")]
     assert len(sent) == 1
-    assert parse_qs(urlsplit(sent[0].url).query) == {"usage_point_id": [PRM1], "start": [WEEK["start"]],
-                                                     "end": [WEEK["end"]]}
+    assert parse_qs(urlsplit(sent[0].url).query) == {
+        "usage_point_id": [PRM1],
+        "start": [WEEK["start"]],
+        "end": [WEEK["end"]],
+    }
 
 
 # --- finding 9: /device/proxy only where there is an upstream token to refresh
+
 
 def test_device_proxy_lends_nothing_outside_flow_device(make_web, make_config, sqlite_store, enedis_mock):
     """Issue 14, finding 9: in client_credentials mode /device/proxy still sent
     any refresh_token to Enedis's token endpoint with the proxy's secret."""
     enedis_mock.add(responses.POST, UPSTREAM_TOKEN_URL, json={"access_token": "a", "refresh_token": "r"})
     app = make_web(make_config())
-    answer = app.post("/device/proxy", {"grant_type": "refresh_token", "client_id": "test-client",
-                                        "refresh_token": "made-up"}, expect_errors=True)
+    answer = app.post(
+        "/device/proxy",
+        {"grant_type": "refresh_token", "client_id": "test-client", "refresh_token": "made-up"},
+        expect_errors=True,
+    )
     assert (answer.status_int, answer.json["error"]) == (404, "not_found")
     assert answer.content_type == "application/json"
     assert len(enedis_mock.calls) == 0 and minted(sqlite_store) == 0
 
 
 # --- finding 9: a refresh token works for the client it was issued to
+
 
 def test_a_refresh_token_is_refused_to_another_client_id(make_web, make_config, sqlite_store):
     """Issue 14, finding 9: a refresh token presented with another allowed client id was rotated."""
@@ -113,7 +129,8 @@ def test_a_chain_issued_to_an_external_client_id_is_refreshed_by_it(make_web, ma
 
 @pytest.mark.parametrize("client_id", ["test-client", "domoticz"])
 def test_a_token_imported_from_the_php_server_binds_to_the_client_that_first_refreshes_it(
-        make_web, make_config, client_id):
+    make_web, make_config, client_id
+):
     """The PHP server kept no client id with its refresh tokens, and a migrated
     DomoticzLinky sends whichever its plugin.py holds (CLIENT_ID, or one listed in
     EXTERNAL_CLIENT_ID): either is accepted once; the rotated token keeps that one."""
@@ -130,8 +147,8 @@ def test_a_token_imported_from_the_php_server_binds_to_the_client_that_first_ref
 
 # --- finding 9: DATA_CALLS_PER_MINUTE per access token
 
-def test_a_stolen_access_token_cannot_spend_the_outbound_budget(make_proxy, enedis_mock, sqlite_store, clock,
-                                                              caplog):
+
+def test_a_stolen_access_token_cannot_spend_the_outbound_budget(make_proxy, enedis_mock, sqlite_store, clock, caplog):
     """Issue 14, finding 9: one access token could call /data/proxy as fast as the outbound budget allowed,
     starving every other device. Now 30 calls within any 60 s (DATA_CALLS_PER_MINUTE), then 429."""
     proxy = make_proxy()
@@ -144,7 +161,8 @@ def test_a_stolen_access_token_cannot_spend_the_outbound_budget(make_proxy, ened
     with caplog.at_level(logging.WARNING, logger="deviceflow.limits"):
         refused = [fetch(proxy, stolen) for _ in range(100)]
     assert {(r.status_int, r.json["error"], r.headers["Retry-After"]) for r in refused} == {
-        (429, "too_many_requests", str(math.ceil(first_free - clock())))}
+        (429, "too_many_requests", str(math.ceil(first_free - clock())))
+    }
     assert data_calls(enedis_mock) == made  # no Enedis call past the limit
     warnings = [r for r in caplog.records if r.name == "deviceflow.limits"]
     assert len(warnings) == 1 and "DATA_CALLS_PER_MINUTE" in warnings[0].getMessage()
@@ -173,6 +191,7 @@ def test_the_data_call_limit_slides_and_is_shared_by_the_instances(make_proxy, e
 
 # --- Enedis's hourly quota per API
 
+
 def test_the_hourly_quota_of_an_enedis_api_is_never_exceeded(make_proxy, enedis_mock, clock, caplog):
     """Past ENEDIS_MAX_CALLS_PER_HOUR calls to one Enedis API within the hour,
     whoever asks: 429 with Retry-After to the first minute with room, and no
@@ -190,7 +209,8 @@ def test_the_hourly_quota_of_an_enedis_api_is_never_exceeded(make_proxy, enedis_
     # The first three calls leave the count at the start of the 61st minute after theirs.
     free_at = (int(start // 60) + 61) * 60
     assert {(r.status_int, r.json["error"], int(r.headers["Retry-After"])) for r in refused} == {
-        (429, "too_many_requests", round(free_at - clock()))}
+        (429, "too_many_requests", round(free_at - clock()))
+    }
     assert data_calls(enedis_mock) == made
     warnings = [r.getMessage() for r in caplog.records if r.name == "deviceflow.limits"]
     assert len(warnings) == 1 and "metering_data_clc/v5" in warnings[0]
@@ -232,14 +252,17 @@ def test_a_call_refused_an_outbound_slot_gives_its_quota_back(make_config, sqlit
     assert client.fetch_v5(LOAD_CURVE, {"usage_point_id": PRM1, **WEEK}).status == 200
 
 
-@pytest.mark.parametrize("path, api", [
-    ("metering_data_clc/v5/consumption_load_curve", "metering_data_clc/v5"),
-    ("customers_upc/v5/usage_points/contracts", "customers_upc/v5"),
-    ("mesure_synchrone_auto/v2/consommation_quotidienne", "mesure_synchrone_auto/v2"),
-    ("mesure_synchrone_auto/v2/courbe_de_charge_consommation", "mesure_synchrone_auto/v2"),
-    ("situation_contrat_auto/v1/99999999999991", "situation_contrat_auto/v1"),
-    ("subscribed_services/v1", "subscribed_services/v1"),
-])
+@pytest.mark.parametrize(
+    "path, api",
+    [
+        ("metering_data_clc/v5/consumption_load_curve", "metering_data_clc/v5"),
+        ("customers_upc/v5/usage_points/contracts", "customers_upc/v5"),
+        ("mesure_synchrone_auto/v2/consommation_quotidienne", "mesure_synchrone_auto/v2"),
+        ("mesure_synchrone_auto/v2/courbe_de_charge_consommation", "mesure_synchrone_auto/v2"),
+        ("situation_contrat_auto/v1/99999999999991", "situation_contrat_auto/v1"),
+        ("subscribed_services/v1", "subscribed_services/v1"),
+    ],
+)
 def test_an_api_is_what_datahub_subscribes_an_application_to(path, api):
     from deviceflow import limits
 
@@ -247,6 +270,7 @@ def test_an_api_is_what_datahub_subscribes_an_application_to(path, api):
 
 
 # --- blind spots: the polling budget, and access tokens of a revoked chain
+
 
 def test_slow_down_follows_a_configured_polling_budget(make_web, make_config):
     """LIMIT_REQUESTS_PER_MINUTE=3: the interval is 20 s and the 4th poll within a minute is slow_down."""
@@ -275,8 +299,9 @@ def test_an_access_token_dies_with_its_chain_replayed(make_proxy, enedis_mock, s
     assert data_calls(enedis_mock) == made
 
 
-def test_an_access_token_dies_with_its_chain_revoked_by_the_operator(make_proxy, enedis_mock, sqlite_store,
-                                                                     monkeypatch, tmp_path, capsys):
+def test_an_access_token_dies_with_its_chain_revoked_by_the_operator(
+    make_proxy, enedis_mock, sqlite_store, monkeypatch, tmp_path, capsys
+):
     proxy = make_proxy()
     enedis_answers(enedis_mock)
     tokens = tokens_for(proxy)
@@ -301,9 +326,16 @@ def test_the_limits_are_counted_alike_in_both_stores(any_store, clock):
     assert limits.take_quota(any_store, "metering_data_dc/v5", 1, clock())[1] > 0
 
 
-@pytest.mark.parametrize("name, value", [("DATA_CALLS_PER_MINUTE", "0"), ("DATA_CALLS_PER_MINUTE", "601"),
-                                         ("DATA_CALLS_PER_MINUTE", "lots"), ("ENEDIS_MAX_CALLS_PER_HOUR", "0"),
-                                         ("ENEDIS_MAX_CALLS_PER_HOUR", "1e3")])
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("DATA_CALLS_PER_MINUTE", "0"),
+        ("DATA_CALLS_PER_MINUTE", "601"),
+        ("DATA_CALLS_PER_MINUTE", "lots"),
+        ("ENEDIS_MAX_CALLS_PER_HOUR", "0"),
+        ("ENEDIS_MAX_CALLS_PER_HOUR", "1e3"),
+    ],
+)
 def test_the_limits_settings_refuse_what_would_not_limit(name, value):
     from deviceflow.config import ConfigError, load
 

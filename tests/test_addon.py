@@ -64,8 +64,9 @@ def test_config_json_passes_the_linter_schema(addon, linter_schema):
 
 def test_no_key_repeats_its_default_and_no_watchdog(addon, linter_schema):
     properties = linter_schema["properties"]
-    repeated = [key for key, value in addon.items() if "default" in properties[key]
-                and value == properties[key]["default"]]
+    repeated = [
+        key for key, value in addon.items() if "default" in properties[key] and value == properties[key]["default"]
+    ]
     assert repeated == []
     assert "watchdog" not in addon
     assert sorted(addon["arch"]) == ["aarch64", "amd64"]
@@ -139,8 +140,13 @@ def test_only_the_addon_config_is_named_like_one():
     """The Supervisor takes any config.json/.yaml/.yml in the repository for an add-on."""
     if not (REPO / ".git").exists():
         pytest.skip("not a git checkout")
-    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO,
-                            capture_output=True, text=True, check=True).stdout.split()
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     configs = [p for p in listed if Path(p).name in ("config.json", "config.yaml", "config.yml")]
     assert configs == ["addon/config.json"]
 
@@ -164,20 +170,25 @@ def test_dockerfile_builds_from_the_repository_root_with_a_health_check(addon):
     assert healthcheck, "HEALTHCHECK in exec form"
     assert f"http://127.0.0.1:{port}/healthz" in " ".join(json.loads(healthcheck.group(1)))
     assert re.search(r'^CMD \["/run.sh"\]$', text, re.M)
-    for label in ("io.hass.name", "io.hass.type=\"addon\"", "io.hass.arch", "io.hass.version"):
+    for label in ("io.hass.name", 'io.hass.type="addon"', "io.hass.arch", "io.hass.version"):
         assert label in text
     assert addon["image"].endswith("{arch}-deviceflow")
 
 
 def test_dockerignore_sends_what_the_image_copies():
-    kept = {line[1:].rstrip("/") for line in (ADDON / "Dockerfile.dockerignore").read_text().splitlines()
-            if line.startswith("!")}
-    copied = {p for source in re.findall(r"^COPY (?:--\S+ )*(.+) \S+$", dockerfile_text(), re.M)
-              for p in source.split()}
+    kept = {
+        line[1:].rstrip("/")
+        for line in (ADDON / "Dockerfile.dockerignore").read_text().splitlines()
+        if line.startswith("!")
+    }
+    copied = {
+        p for source in re.findall(r"^COPY (?:--\S+ )*(.+) \S+$", dockerfile_text(), re.M) for p in source.split()
+    }
     assert copied <= kept
 
 
 # --- linters (binaries shipped in PyPI wheels: the `lint` extra) ------------
+
 
 def linter(name):
     for candidate in (Path(sys.executable).parent / name, shutil.which(name)):
@@ -205,7 +216,7 @@ def test_shellcheck_passes_on_the_scripts():
     shellcheck = linter("shellcheck")
     result = run(shellcheck, "run.sh", ".ci/run")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert run(shellcheck, "-s", "bash", "-", stdin='#!/bin/bash\nrm -rf $1/*\n').returncode != 0
+    assert run(shellcheck, "-s", "bash", "-", stdin="#!/bin/bash\nrm -rf $1/*\n").returncode != 0
 
 
 def test_actionlint_passes_on_the_workflows():
@@ -216,6 +227,8 @@ def test_actionlint_passes_on_the_workflows():
     result = run(actionlint, "-no-color", shellcheck, *workflows)
     assert result.returncode == 0, result.stdout + result.stderr
     # and it does fail a workflow open to script injection
-    careless = "on: push\njobs:\n  a:\n    runs-on: ubuntu-24.04\n    steps:\n" \
-               "      - run: echo \"${{ github.event.head_commit.message }}\"\n"
+    careless = (
+        "on: push\njobs:\n  a:\n    runs-on: ubuntu-24.04\n    steps:\n"
+        '      - run: echo "${{ github.event.head_commit.message }}"\n'
+    )
     assert run(actionlint, "-no-color", "-", stdin=careless).returncode != 0

@@ -20,7 +20,6 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-
 from browser import Browser
 from helpers import DEVICE_GRANT
 
@@ -36,6 +35,7 @@ pytestmark = pytest.mark.e2e
 
 
 # --- the Dockerfile and its .dockerignore, read as Docker reads them ----------
+
 
 def instructions(text):
     """(KEYWORD, arguments) per instruction: continuation lines joined, comments dropped."""
@@ -102,8 +102,9 @@ def build_context(destination):
     for folder, subfolders, files in os.walk(REPO):
         relative = Path(folder).relative_to(REPO).as_posix()
         prefix = "" if relative == "." else relative + "/"
-        subfolders[:] = [d for d in subfolders
-                         if not ignored(rules, prefix + d) or may_hold_exceptions(rules, prefix + d)]
+        subfolders[:] = [
+            d for d in subfolders if not ignored(rules, prefix + d) or may_hold_exceptions(rules, prefix + d)
+        ]
         for name in files:
             if not ignored(rules, prefix + name):
                 (destination / prefix).mkdir(parents=True, exist_ok=True)
@@ -167,8 +168,14 @@ def build(work, edit_context=None):
         if keyword == "COPY":
             copy(context, root, arguments)
         elif keyword == "RUN":
-            result = subprocess.run(["/bin/sh", "-c", image_path(root, arguments)], cwd=workdir, env=env,
-                                    capture_output=True, text=True, timeout=600)
+            result = subprocess.run(
+                ["/bin/sh", "-c", image_path(root, arguments)],
+                cwd=workdir,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
             assert result.returncode == 0, f"RUN {arguments}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
         elif keyword == "ENV":
             for assignment in shlex.split(arguments):
@@ -206,9 +213,14 @@ def start(image, processes, options):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(options(base) if callable(options) else options), encoding="utf-8")
     log = image.root / f"log-{port}.txt"
-    process = subprocess.Popen([*image.cmd, "--host", "127.0.0.1", "--port", str(port)], cwd=image.workdir,
-                               env=image.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                               stderr=open(log, "wb"))
+    process = subprocess.Popen(
+        [*image.cmd, "--host", "127.0.0.1", "--port", str(port)],
+        cwd=image.workdir,
+        env=image.env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=open(log, "wb"),
+    )
     processes.append(process)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and process.poll() is None:
@@ -226,22 +238,34 @@ def supervisor_options(**changes):
 
 
 def test_the_image_builds_and_serves_with_the_addon_options(image, processes):
-    options = supervisor_options(base_url="https://enedis.example.org", client_id="enedis-app",
-                                 client_secret="s3cr3t-image", external_client_id="domoticz",
-                                 enedis_api_mode="legacy")
+    options = supervisor_options(
+        base_url="https://enedis.example.org",
+        client_id="enedis-app",
+        client_secret="s3cr3t-image",
+        external_client_id="domoticz",
+        enedis_api_mode="legacy",
+    )
     base, log = start(image, processes, options)
 
     health = requests.get(f"{base}/healthz", timeout=5).json()
-    assert (health["status"], health["flow"], health["authorize_version"], health["api_mode"]) == \
-        ("ok", "client_credentials", CONFIG["options"]["enedis_authorize_version"], "legacy")
-    assert requests.get(f"{base}/.well-known/oauth-authorization-server", timeout=5).json()["issuer"] == \
-        "https://enedis.example.org"
+    assert (health["status"], health["flow"], health["authorize_version"], health["api_mode"]) == (
+        "ok",
+        "client_credentials",
+        CONFIG["options"]["enedis_authorize_version"],
+        "legacy",
+    )
+    assert (
+        requests.get(f"{base}/.well-known/oauth-authorization-server", timeout=5).json()["issuer"]
+        == "https://enedis.example.org"
+    )
     code = requests.post(f"{base}/device/code", data={"client_id": "domoticz"}, timeout=5)
     assert code.status_code == 200 and code.json()["verification_uri"] == "https://enedis.example.org/device"
     # what the installed package carries besides its code: pages, stylesheet, API description
     home = requests.get(f"{base}/", timeout=5)
     assert home.status_code == 200 and "<html" in home.text
-    stylesheet = urlsplit(re.search(r'href="([^"]+\.css)"', home.text).group(1)).path  # on this server, not the public URL
+    stylesheet = urlsplit(
+        re.search(r'href="([^"]+\.css)"', home.text).group(1)
+    ).path  # on this server, not the public URL
     assert requests.get(base + stylesheet, timeout=5).status_code == 200
     assert "openapi:" in requests.get(f"{base}/openapi.yaml", timeout=5).text
     # the store lives on the add-on's volume, beside the options
@@ -250,13 +274,18 @@ def test_the_image_builds_and_serves_with_the_addon_options(image, processes):
 
 
 def pinned(text):
-    return {m.group(1).lower().replace("_", "-"): m.group(2)
-            for m in re.finditer(r"^([A-Za-z0-9_.-]+)==(\S+)", text, re.M)}
+    return {
+        m.group(1).lower().replace("_", "-"): m.group(2) for m in re.finditer(r"^([A-Za-z0-9_.-]+)==(\S+)", text, re.M)
+    }
 
 
 def installed(image):
-    freeze = subprocess.run([str(image.venv / "bin" / "python"), "-m", "pip", "freeze", "--exclude", "deviceflow"],
-                            capture_output=True, text=True, check=True).stdout
+    freeze = subprocess.run(
+        [str(image.venv / "bin" / "python"), "-m", "pip", "freeze", "--exclude", "deviceflow"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return pinned(freeze)
 
 
@@ -277,6 +306,7 @@ def test_a_rebuild_installs_the_pinned_version_when_a_newer_one_is_out(tmp_path)
     def pin_older(context):
         path = context / "addon" / "constraints.txt"
         path.write_text(re.sub(r"^bottle==\S+$", f"bottle=={older}", path.read_text(), flags=re.M))
+
     assert installed(build(tmp_path, pin_older))["bottle"] == older
 
 
@@ -297,12 +327,18 @@ def test_the_demo_option_shows_the_whole_flow(image, processes):
     done = browser.submit(checked=points[:1], button=("decision", "accept"))
     assert done.status_code == 200 and done.url.startswith(f"{base}/auth/redirect")
 
-    tokens = requests.post(f"{base}/device/token", timeout=5, data={
-        "grant_type": DEVICE_GRANT, "client_id": client, "device_code": code["device_code"]})
+    tokens = requests.post(
+        f"{base}/device/token",
+        timeout=5,
+        data={"grant_type": DEVICE_GRANT, "client_id": client, "device_code": code["device_code"]},
+    )
     assert tokens.status_code == 200, tokens.text
     prm = tokens.json()["usage_points_id"]
-    data = requests.get(f"{base}/data/proxy/metering_data_dc/v5/daily_consumption", timeout=10,
-                        params={"usage_point_id": prm, "start": "2026-11-01", "end": "2026-11-03"},
-                        headers={"Authorization": f"Bearer {tokens.json()['access_token']}"})
+    data = requests.get(
+        f"{base}/data/proxy/metering_data_dc/v5/daily_consumption",
+        timeout=10,
+        params={"usage_point_id": prm, "start": "2026-11-01", "end": "2026-11-03"},
+        headers={"Authorization": f"Bearer {tokens.json()['access_token']}"},
+    )
     assert data.status_code == 200 and data.json()["meter_reading"]["usage_point_id"] == prm
     assert "DEMO" in log.read_text()

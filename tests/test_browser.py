@@ -16,7 +16,6 @@ import time
 
 import pytest
 import requests
-
 from helpers import DEVICE_GRANT, control_headers
 from test_e2e import PRM, device_post
 
@@ -93,9 +92,18 @@ def chromium(screenshots):
     def open_browser(language="fr-FR,fr", javascript=True):
         options = webdriver.ChromeOptions()
         options.binary_location = CHROMIUM
-        for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                     "--disable-dev-shm-usage", "--hide-scrollbars"):
+        for flag in (
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            "--hide-scrollbars",
+        ):
             options.add_argument(flag)
         profile = tempfile.mkdtemp(prefix="chromium-")
         options.add_argument(f"--user-data-dir={profile}")
@@ -130,10 +138,12 @@ class Page:
 
     def find(self, css):
         from selenium.webdriver.common.by import By
+
         return self.driver.find_element(By.CSS_SELECTOR, css)
 
     def all(self, css):
         from selenium.webdriver.common.by import By
+
         return self.driver.find_elements(By.CSS_SELECTOR, css)
 
     def text(self, css="main"):
@@ -151,13 +161,15 @@ class Page:
         """Click and wait for the next page to be there."""
         from selenium.webdriver.common.keys import Keys
         from selenium.webdriver.support.ui import WebDriverWait
+
         self.driver.execute_script("window.beforeClick = true")  # gone once the next page is loaded
         if self.javascript:
             self.find(css).click()
         else:  # chromedriver's click waits forever on a page without scripts: the keyboard does the same
             self.find(css).send_keys(Keys.ENTER)
-        WebDriverWait(self.driver, 15).until(lambda driver: driver.execute_script(
-            "return !window.beforeClick && document.readyState === 'complete'"))
+        WebDriverWait(self.driver, 15).until(
+            lambda driver: driver.execute_script("return !window.beforeClick && document.readyState === 'complete'")
+        )
         return self
 
     def type(self, css, text):
@@ -181,15 +193,22 @@ class Page:
     def shoot(self, name):
         """The whole page, as a phone shows it when scrolled through."""
         import base64
+
         height = self.driver.execute_script("return document.documentElement.scrollHeight")
-        picture = self.driver.execute_cdp_cmd("Page.captureScreenshot", {
-            "format": "png", "captureBeyondViewport": True,
-            "clip": {"x": 0, "y": 0, "width": PHONE["width"], "height": height, "scale": 0.75}})
+        picture = self.driver.execute_cdp_cmd(
+            "Page.captureScreenshot",
+            {
+                "format": "png",
+                "captureBeyondViewport": True,
+                "clip": {"x": 0, "y": 0, "width": PHONE["width"], "height": height, "scale": 0.75},
+            },
+        )
         (self.folder / f"{name}.png").write_bytes(base64.b64decode(picture["data"]))
         return self
 
 
 # --- the device side, as DomoticzLinky speaks it
+
 
 def device_code(base):
     answer = device_post(base, "/device/code")
@@ -207,8 +226,9 @@ class Poller(threading.Thread):
 
     def run(self):
         while time.monotonic() < self.deadline:
-            answer = device_post(self.base, "/device/token", grant_type=DEVICE_GRANT,
-                                 device_code=self.code["device_code"])
+            answer = device_post(
+                self.base, "/device/token", grant_type=DEVICE_GRANT, device_code=self.code["device_code"]
+            )
             self.answers.append((answer.status_code, answer.json()))
             if answer.json().get("error") != "authorization_pending":
                 return
@@ -221,6 +241,7 @@ class Poller(threading.Thread):
 
 
 # --- the tests
+
 
 def test_person_confirms_on_a_phone_while_the_device_polls(live_server, chromium):
     base = live_server(LIMIT_REQUESTS_PER_MINUTE="60", **OPERATOR)
@@ -310,8 +331,12 @@ def test_refusing_at_enedis_says_what_to_do_next(live_server, chromium):
 
 def test_enedis_unavailable_says_what_to_do_next(live_server, chromium):
     base = live_server(ENEDIS_AUTHORIZE_VERSION="v2")
-    knobs = requests.post(f"{base}/enedis/_control", timeout=10, headers=control_headers(base),
-                          json={"fail": {"match": "/subscribed_services", "status": 503, "times": 1000}})
+    knobs = requests.post(
+        f"{base}/enedis/_control",
+        timeout=10,
+        headers=control_headers(base),
+        json={"fail": {"match": "/subscribed_services", "status": 503, "times": 1000}},
+    )
     assert knobs.status_code == 200
     code = device_code(base)
     phone = chromium()

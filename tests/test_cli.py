@@ -1,23 +1,27 @@
 """The operator's commands, run as `deviceflow ...` against a temporary store."""
 
 import io
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from helpers import PHP_CSV, PRM1, PRM2, get_code, php_token, refresh, tokens_for
 
 from deviceflow import cli
 from deviceflow.config import load
 from deviceflow.store import SQLiteStore
 from deviceflow.web import make_app
-from helpers import PHP_CSV, PRM1, PRM2, get_code, php_token, refresh, tokens_for
 
 
 @pytest.fixture
 def env(monkeypatch, tmp_path):
     """The configuration the commands read: environment only, in an empty working directory."""
     monkeypatch.chdir(tmp_path)
-    values = {"CLIENT_ID": "test-client", "DB_TYPE": "sqlite", "SQLITE_PATH": str(tmp_path / "cli.sqlite3"),
-              "ENEDIS_AUTHORIZE_VERSION": "v1"}
+    values = {
+        "CLIENT_ID": "test-client",
+        "DB_TYPE": "sqlite",
+        "SQLITE_PATH": str(tmp_path / "cli.sqlite3"),
+        "ENEDIS_AUTHORIZE_VERSION": "v1",
+    }
     for name, value in values.items():
         monkeypatch.setenv(name, value)
     for name in ("MONGODB_URI", "DB_ADDRESS", "FLOW"):
@@ -46,6 +50,7 @@ def server(env):
 
 
 # --- import-php
+
 
 def test_import_dry_run_prints_the_summary_and_writes_nothing(env, capsys, server):
     code, out, _ = run(capsys, "import-php", "--from-csv", str(PHP_CSV), "--dry-run")
@@ -76,9 +81,10 @@ def php_mongodb(monkeypatch):
     """The PHP server's MongoDB (mongomock) holding one refresh token; the URIs the tool connected to."""
     mongomock = pytest.importorskip("mongomock")
     client = mongomock.MongoClient()
-    in_a_month = datetime.now(timezone.utc).replace(tzinfo=None) + timedelta(days=30)  # BSON dates: naive UTC
-    client["devicecode"]["cache"].insert_one({"key": f"refresh_token:{php_token(1)}", "value": PRM1,
-                                              "expireAt": in_a_month})
+    in_a_month = datetime.now(UTC).replace(tzinfo=None) + timedelta(days=30)  # BSON dates: naive UTC
+    client["devicecode"]["cache"].insert_one(
+        {"key": f"refresh_token:{php_token(1)}", "value": PRM1, "expireAt": in_a_month}
+    )
     connected = []
     monkeypatch.setattr(cli, "mongo_client", lambda uri: connected.append(uri) or client)
     return connected
@@ -102,8 +108,12 @@ def test_import_from_the_php_mongodb_uri_on_standard_input(env, capsys, php_mong
 
 def test_import_from_the_configured_mongodb_as_in_the_php_env(env, capsys, php_mongodb, monkeypatch):
     """The PHP server's .env names its MongoDB with DB_*: `--from-mongodb` alone reads it (the store stays SQLite)."""
-    for name, value in {"DB_ADDRESS": "127.0.0.1", "DB_USER": "php", "DB_PASSWORD": "hunter2",
-                        "DB_NAME": "devicecode"}.items():
+    for name, value in {
+        "DB_ADDRESS": "127.0.0.1",
+        "DB_USER": "php",
+        "DB_PASSWORD": "hunter2",
+        "DB_NAME": "devicecode",
+    }.items():
         monkeypatch.setenv(name, value)
     code, out, _ = run(capsys, "import-php", "--from-mongodb", "--dry-run")
     assert code == 0 and "would be imported: 1" in out
@@ -119,16 +129,19 @@ def test_a_password_on_the_command_line_is_refused_before_anything_is_read(env, 
     assert "hunter2" not in out + err and "Traceback" not in err
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["import-php", "--from-csv", "missing.csv"], "cannot read missing.csv"),
-    (["import-php", "--from-csv", str(PHP_CSV), "--timezone", "Mars/Olympus"], "unknown time zone"),
-    (["import-php", "--from-mongodb", "mongodb://127.0.0.1:27017"], "naming the PHP database"),
-    (["import-php"], "one of the arguments --from-mongodb --from-mongodb-file --from-csv is required"),
-    (["import-php", "--from-mongodb"], "none is configured"),
-    (["import-php", "--from-mongodb-file", "missing-uri"], "cannot read missing-uri"),
-    (["revoke", "--usage-point", "123"], "14-digit PRM"),
-    (["revoke"], "one of the arguments --usage-point --refresh-token is required"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["import-php", "--from-csv", "missing.csv"], "cannot read missing.csv"),
+        (["import-php", "--from-csv", str(PHP_CSV), "--timezone", "Mars/Olympus"], "unknown time zone"),
+        (["import-php", "--from-mongodb", "mongodb://127.0.0.1:27017"], "naming the PHP database"),
+        (["import-php"], "one of the arguments --from-mongodb --from-mongodb-file --from-csv is required"),
+        (["import-php", "--from-mongodb"], "none is configured"),
+        (["import-php", "--from-mongodb-file", "missing-uri"], "cannot read missing-uri"),
+        (["revoke", "--usage-point", "123"], "14-digit PRM"),
+        (["revoke"], "one of the arguments --usage-point --refresh-token is required"),
+    ],
+)
 def test_usage_errors_exit_2_with_one_line(env, capsys, argv, message):
     code, out, err = run(capsys, *argv)
     assert code == 2 and message in err
@@ -153,6 +166,7 @@ def test_unreachable_php_mongodb_exits_1_without_the_password(env, capsys, monke
 
     def unreachable(uri):
         raise ServerSelectionTimeoutError("127.0.0.1:1: connection refused")
+
     monkeypatch.setattr(cli, "mongo_client", unreachable)
     monkeypatch.setattr("sys.stdin", io.StringIO("mongodb://php:hunter2@127.0.0.1:1/devicecode\n"))
     code, _, err = run(capsys, "import-php", "--from-mongodb-file", "-")
@@ -160,6 +174,7 @@ def test_unreachable_php_mongodb_exits_1_without_the_password(env, capsys, monke
 
 
 # --- stats, revoke, purge
+
 
 def test_stats_reads_the_configured_store(env, capsys, server):
     tokens_for(server, f"{PRM1};{PRM2}")
@@ -231,6 +246,7 @@ def test_the_server_purges_expired_records_by_itself(env, caplog):
 
 
 # --- in the Home Assistant add-on image
+
 
 def test_in_the_addon_image_the_operator_tools_read_the_addon_options(env, capsys, monkeypatch, tmp_path):
     """The image sets OPTIONS_PATH=/data/options.json: `deviceflow stats` finds the add-on's store."""

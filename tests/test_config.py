@@ -40,14 +40,31 @@ def test_client_id_is_required_except_in_demo():
     assert demo.data_endpoint == "http://127.0.0.1:9090/enedis"
 
 
-@pytest.mark.parametrize("name, value", [
-    ("BASE_URL", "localhost:8080"), ("LIMIT_REQUESTS_PER_MINUTE", "often"), ("LIMIT_REQUESTS_PER_MINUTE", "0"),
-    ("CODE_LIFETIME", "-5"), ("ENEDIS_API_MODE", "fast"), ("ENEDIS_AUTHORIZE_VERSION", "v3"),
-    ("FLOW", "IMPLICIT"), ("DURATION", "3 years"), ("VERSION_MIN", "two"), ("DB_TYPE", "postgres"),
-    ("TRUSTED_PROXIES", "10.0.0.0/33"), ("THREADS", "many"), ("LOG_LEVEL", "LOUD"),
-    ("UPSTREAM_READ_TIMEOUT", "nan"), ("DATA_ENDPOINT", "ftp://x"), ("MONGODB_URI", "postgres://x"),
-    ("CONNECTION_LIMIT", "5"), ("CONNECTION_LIMIT", "lots"), ("REQUEST_TIMEOUT", "0"), ("REQUEST_TIMEOUT", "nan"),
-])
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("BASE_URL", "localhost:8080"),
+        ("LIMIT_REQUESTS_PER_MINUTE", "often"),
+        ("LIMIT_REQUESTS_PER_MINUTE", "0"),
+        ("CODE_LIFETIME", "-5"),
+        ("ENEDIS_API_MODE", "fast"),
+        ("ENEDIS_AUTHORIZE_VERSION", "v3"),
+        ("FLOW", "IMPLICIT"),
+        ("DURATION", "3 years"),
+        ("VERSION_MIN", "two"),
+        ("DB_TYPE", "postgres"),
+        ("TRUSTED_PROXIES", "10.0.0.0/33"),
+        ("THREADS", "many"),
+        ("LOG_LEVEL", "LOUD"),
+        ("UPSTREAM_READ_TIMEOUT", "nan"),
+        ("DATA_ENDPOINT", "ftp://x"),
+        ("MONGODB_URI", "postgres://x"),
+        ("CONNECTION_LIMIT", "5"),
+        ("CONNECTION_LIMIT", "lots"),
+        ("REQUEST_TIMEOUT", "0"),
+        ("REQUEST_TIMEOUT", "nan"),
+    ],
+)
 def test_a_malformed_value_names_its_variable(name, value):
     with pytest.raises(ConfigError) as error:
         load({"CLIENT_ID": "abc", name: value}, dotenv_path=None)
@@ -55,8 +72,10 @@ def test_a_malformed_value_names_its_variable(name, value):
 
 
 def test_secret_never_in_repr_or_error():
-    c = load({"CLIENT_ID": "abc", "CLIENT_SECRET": "topsecret",
-              "MONGODB_URI": "mongodb://user:dbpass@db.example:27017/app"}, dotenv_path=None)
+    c = load(
+        {"CLIENT_ID": "abc", "CLIENT_SECRET": "topsecret", "MONGODB_URI": "mongodb://user:dbpass@db.example:27017/app"},
+        dotenv_path=None,
+    )
     assert "topsecret" not in repr(c) and "dbpass" not in repr(c) and "dbpass" not in str(c)
     with pytest.raises(ConfigError) as error:
         load({"CLIENT_ID": "abc", "CLIENT_SECRET": "topsecret", "CODE_LIFETIME": "x"}, dotenv_path=None)
@@ -65,8 +84,9 @@ def test_secret_never_in_repr_or_error():
 
 def test_dotenv_is_read_and_the_environment_wins(tmp_path, caplog):
     env_file = tmp_path / ".env"
-    env_file.write_text("CLIENT_ID=from-file\nBASE_URL=https://proxy.example.org/\nAPP_SECRET=php-only\n"
-                        "LIMIT_REQUESTS_PER_MINUTE=6\n")
+    env_file.write_text(
+        "CLIENT_ID=from-file\nBASE_URL=https://proxy.example.org/\nAPP_SECRET=php-only\nLIMIT_REQUESTS_PER_MINUTE=6\n"
+    )
     with caplog.at_level(logging.INFO, logger="deviceflow.config"):
         c = load({"CLIENT_ID": "from-env"}, dotenv_path=env_file)
     assert c.client_id == "from-env"
@@ -76,16 +96,35 @@ def test_dotenv_is_read_and_the_environment_wins(tmp_path, caplog):
 
 
 def test_php_mongodb_settings_build_the_uri():
-    c = load({"CLIENT_ID": "abc", "DB_ADDRESS": "mongo.local", "DB_PORT": "27018", "DB_USER": "u",
-              "DB_PASSWORD": "p@ss", "DB_NAME": "proxy"}, dotenv_path=None)
+    c = load(
+        {
+            "CLIENT_ID": "abc",
+            "DB_ADDRESS": "mongo.local",
+            "DB_PORT": "27018",
+            "DB_USER": "u",
+            "DB_PASSWORD": "p@ss",
+            "DB_NAME": "proxy",
+        },
+        dotenv_path=None,
+    )
     assert c.db_type == "mongodb"
     assert c.mongodb_uri == "mongodb://u:p%40ss@mongo.local:27018/proxy"
     assert c.mongodb_db == "proxy"
 
 
 def test_durations_and_lists():
-    c = load({"CLIENT_ID": "a", "DURATION": "P1Y6M", "EXTERNAL_CLIENT_ID": "x, y", "TRUSTED_PROXIES": "10.0.0.1,"
-              "192.168.0.0/16", "FLOW": "device", "PKCE": "1", "VERSION_MIN": "2.5"}, dotenv_path=None)
+    c = load(
+        {
+            "CLIENT_ID": "a",
+            "DURATION": "P1Y6M",
+            "EXTERNAL_CLIENT_ID": "x, y",
+            "TRUSTED_PROXIES": "10.0.0.1,192.168.0.0/16",
+            "FLOW": "device",
+            "PKCE": "1",
+            "VERSION_MIN": "2.5",
+        },
+        dotenv_path=None,
+    )
     assert c.duration_seconds == (365 + 180) * 86400
     assert c.allowed_client_ids == {"a", "x", "y"}
     assert len(c.trusted_proxies) == 2 and c.device_mode and c.pkce and c.version_min == (2, 5)
@@ -107,8 +146,7 @@ def test_a_php_env_naming_the_v1_page_starts_as_v1_with_one_warning():
     [warning] = configuration.startup_warnings(php)
     assert "cannot confirm" in warning and "ENEDIS_AUTHORIZE_VERSION=v2" in warning
     # The version named wins over the page's path; v2 has nothing to warn about.
-    v2 = load({"CLIENT_ID": "a", "AUTHORIZATION_ENDPOINT": V1_PAGE, "ENEDIS_AUTHORIZE_VERSION": "v2"},
-              dotenv_path=None)
+    v2 = load({"CLIENT_ID": "a", "AUTHORIZATION_ENDPOINT": V1_PAGE, "ENEDIS_AUTHORIZE_VERSION": "v2"}, dotenv_path=None)
     assert v2.enedis_authorize_version == "v2" and configuration.startup_warnings(v2) == []
     assert configuration.startup_warnings(load({"CLIENT_ID": "a"}, dotenv_path=None)) == []
     # FLOW=DEVICE exchanges codes upstream; only its client_credentials variant (a configured secret) takes v1 returns.
@@ -173,7 +211,11 @@ def test_the_php_servers_dotenv_works_as_is(tmp_path, caplog, mongo_store):
     for value in ("1234567891234567894f16123", "clientsecret", "passwordexample1234"):
         assert value not in caplog.text
     assert (c.base_url, c.redirect_uri, c.client_id, c.client_secret) == (
-        "https://example.com/appli", "https://example.com/appli/Auth", "clientid", "clientsecret")
+        "https://example.com/appli",
+        "https://example.com/appli/Auth",
+        "clientid",
+        "clientsecret",
+    )
     assert (c.db_type, c.mongodb_db) == ("mongodb", "db_base")
     assert c.mongodb_uri == "mongodb://dbuser:passwordexample1234@db.example.com:27017/db_base"
     assert not c.device_mode and c.interval == 5
@@ -188,6 +230,7 @@ def test_the_php_servers_dotenv_works_as_is(tmp_path, caplog, mongo_store):
     assert "redirect_uri=https%3A%2F%2Fexample.com%2Fappli%2FAuth" in consent.headers["Location"]
     assert app.get("/healthz").json["store"] == "mongodb"
 
+
 def test_metrics_are_off_by_default_and_the_token_is_never_shown():
     assert load({"CLIENT_ID": "abc"}, dotenv_path=None).metrics is False
     c = load({"CLIENT_ID": "abc", "METRICS": "1", "METRICS_TOKEN": "scrape-token-0123456789"}, dotenv_path=None)
@@ -195,11 +238,14 @@ def test_metrics_are_off_by_default_and_the_token_is_never_shown():
     assert "scrape-token" not in repr(c) and "metrics_token='***'" in repr(c)
 
 
-@pytest.mark.parametrize("name, value, message", [
-    ("METRICS", "maybe", "METRICS must be 1 or 0"),
-    ("METRICS_TOKEN", "short", "METRICS_TOKEN must be at least 16"),
-    ("METRICS_TOKEN", "sixteen chars with spaces", "METRICS_TOKEN must be at least 16"),
-])
+@pytest.mark.parametrize(
+    "name, value, message",
+    [
+        ("METRICS", "maybe", "METRICS must be 1 or 0"),
+        ("METRICS_TOKEN", "short", "METRICS_TOKEN must be at least 16"),
+        ("METRICS_TOKEN", "sixteen chars with spaces", "METRICS_TOKEN must be at least 16"),
+    ],
+)
 def test_bad_metrics_settings_are_refused_without_echoing_the_token(name, value, message):
     with pytest.raises(ConfigError, match=message) as error:
         load({"CLIENT_ID": "abc", name: value}, dotenv_path=None)
@@ -208,19 +254,27 @@ def test_bad_metrics_settings_are_refused_without_echoing_the_token(name, value,
 
 # --- Home Assistant add-on options (/data/options.json) ---------------------
 
-ADDON_OPTIONS = {"base_url": "https://enedis.example.org", "client_id": "enedis-app", "client_secret": "s3cr3t-opt",
-                 "flow": "client_credentials", "enedis_authorize_version": "v2", "enedis_api_mode": "new",
-                 "log_level": "debug"}
+ADDON_OPTIONS = {
+    "base_url": "https://enedis.example.org",
+    "client_id": "enedis-app",
+    "client_secret": "s3cr3t-opt",
+    "flow": "client_credentials",
+    "enedis_authorize_version": "v2",
+    "enedis_api_mode": "new",
+    "log_level": "debug",
+}
 
 
 @pytest.fixture
 def options_file(tmp_path):
     """Write an options file as the Supervisor would, in a folder standing for /data."""
+
     def write(text=None, **options):
         path = tmp_path / "data" / "options.json"
         path.parent.mkdir(exist_ok=True)
         path.write_text(text if text is not None else json.dumps({**ADDON_OPTIONS, **options}))
         return path
+
     return write
 
 
@@ -254,13 +308,16 @@ def test_dotenv_and_environment_win_over_addon_options(options_file, tmp_path):
     assert c.client_secret == "s3cr3t-opt"
 
 
-@pytest.mark.parametrize("text, expected", [
-    ('{"base_url": "https://x.example.org",', "is not valid JSON (line 1"),
-    ('["client_id"]', "must hold a JSON object"),
-    ('{"client_id": "a", "clientid": "b"}', "unknown option 'clientid'"),
-    ('{"client_id": "a", "flow": "implicit"}', "option flow must be one of client_credentials, device"),
-    ('{"client_id": "a", "client_secret": 12345678}', "option client_secret must be text"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ('{"base_url": "https://x.example.org",', "is not valid JSON (line 1"),
+        ('["client_id"]', "must hold a JSON object"),
+        ('{"client_id": "a", "clientid": "b"}', "unknown option 'clientid'"),
+        ('{"client_id": "a", "flow": "implicit"}', "option flow must be one of client_credentials, device"),
+        ('{"client_id": "a", "client_secret": 12345678}', "option client_secret must be text"),
+    ],
+)
 def test_a_malformed_options_file_names_the_file_and_the_option(options_file, text, expected):
     path = options_file(text)
     with pytest.raises(ConfigError) as error:
@@ -276,8 +333,10 @@ def test_a_bad_option_value_names_the_option_unless_the_environment_overrides_it
     message = str(error.value)
     assert message.startswith("BASE_URL must be an http(s) URL") and f"(option base_url in {path})" in message
     assert "s3cr3t-opt" not in message
-    assert load({"BASE_URL": "http://192.0.2.5:8080"}, dotenv_path=None, options_path=path).base_url == \
-        "http://192.0.2.5:8080"
+    assert (
+        load({"BASE_URL": "http://192.0.2.5:8080"}, dotenv_path=None, options_path=path).base_url
+        == "http://192.0.2.5:8080"
+    )
 
 
 def test_a_missing_options_file_is_an_error(tmp_path):
@@ -293,8 +352,20 @@ def test_pass_through_towards_enedis_v2_page_is_warned_about():
     assert configuration.startup_warnings(generic) == []
 
 
-@pytest.mark.parametrize("value, on", [("", False), ("0", False), ("false", False), ("No", False), ("OFF", False),
-                                       ("1", True), ("true", True), ("yes", True), ("S256", True)])
+@pytest.mark.parametrize(
+    "value, on",
+    [
+        ("", False),
+        ("0", False),
+        ("false", False),
+        ("No", False),
+        ("OFF", False),
+        ("1", True),
+        ("true", True),
+        ("yes", True),
+        ("S256", True),
+    ],
+)
 def test_pkce_is_read_as_the_php_server_read_it(value, on):
     """A PHP boolean: "" and "0" are false there; the words a flag takes for off are off too."""
     assert load({"CLIENT_ID": "a", "PKCE": value}, dotenv_path=None).pkce is on
@@ -303,15 +374,23 @@ def test_pkce_is_read_as_the_php_server_read_it(value, on):
 
 # --- the table of settings
 
+
 def test_the_configuration_document_is_the_table():
     path = REPO / "docs" / "configuration.md"
     written = path.read_text(encoding="utf-8") if path.is_file() else ""
     made = configuration.markdown()
     if written != made:
-        diff = "".join(list(difflib.unified_diff(written.splitlines(True), made.splitlines(True),
-                                                 "docs/configuration.md", "the table"))[:40])
-        pytest.fail(f"docs/configuration.md is not what SETTINGS says; regenerate it with\n"
-                    f"    {configuration.MARKDOWN_COMMAND}\n{diff}")
+        diff = "".join(
+            list(
+                difflib.unified_diff(
+                    written.splitlines(True), made.splitlines(True), "docs/configuration.md", "the table"
+                )
+            )[:40]
+        )
+        pytest.fail(
+            f"docs/configuration.md is not what SETTINGS says; regenerate it with\n"
+            f"    {configuration.MARKDOWN_COMMAND}\n{diff}"
+        )
 
 
 def test_every_addon_option_is_a_setting_of_the_table():
@@ -348,8 +427,18 @@ def test_a_default_outside_its_range_is_told_in_words():
 
 
 def test_a_blank_number_path_or_duration_is_its_default_a_blank_url_or_choice_is_refused():
-    config = load({"CLIENT_ID": "a", "THREADS": "", "REQUEST_TIMEOUT": " ", "DURATION": "", "SQLITE_PATH": "",
-                   "MONGODB_URI": "", "DB_ADDRESS": "db.example"}, dotenv_path=None)
+    config = load(
+        {
+            "CLIENT_ID": "a",
+            "THREADS": "",
+            "REQUEST_TIMEOUT": " ",
+            "DURATION": "",
+            "SQLITE_PATH": "",
+            "MONGODB_URI": "",
+            "DB_ADDRESS": "db.example",
+        },
+        dotenv_path=None,
+    )
     assert (config.threads, config.request_timeout, config.duration) == (32, 10.0, "P3Y")
     assert config.sqlite_path == "./data/deviceflow.sqlite3" and config.mongodb_uri == "mongodb://db.example:27017/"
     for name in ("BASE_URL", "REDIRECT_URI", "DATA_ENDPOINT", "LOG_LEVEL", "ENEDIS_API_MODE", "DB_TYPE"):
@@ -360,5 +449,10 @@ def test_a_blank_number_path_or_duration_is_its_default_a_blank_url_or_choice_is
 def test_the_php_mongodb_port_is_read_only_when_the_uri_is_built_from_it():
     with pytest.raises(ConfigError, match="^DB_PORT must be a whole number"):
         load({"CLIENT_ID": "a", "DB_ADDRESS": "db.example", "DB_PORT": "x"}, dotenv_path=None)
-    assert load({"CLIENT_ID": "a", "MONGODB_URI": "mongodb://db.example/x", "DB_ADDRESS": "db.example",
-                 "DB_PORT": "x"}, dotenv_path=None).mongodb_uri == "mongodb://db.example/x"
+    assert (
+        load(
+            {"CLIENT_ID": "a", "MONGODB_URI": "mongodb://db.example/x", "DB_ADDRESS": "db.example", "DB_PORT": "x"},
+            dotenv_path=None,
+        ).mongodb_uri
+        == "mongodb://db.example/x"
+    )

@@ -7,11 +7,11 @@ import logging
 
 import pytest
 import responses
+from helpers import PRM1, PRM2, confirm, control_headers, get_code, poll
+from test_consent_v2 import AUTORISATION_ID, SUBSCRIBED_URL, TOKEN_URL, searches, services, subscribed
 
 from deviceflow.flow.consent import RETURNS_PER_ADDRESS, RETURNS_PER_ADDRESS_WINDOW, RETURNS_PER_STATE
 from deviceflow.flow.verification import GUESSES_CEILING, GUESSES_GLOBAL, GUESSES_PER_ADDRESS
-from helpers import PRM1, PRM2, confirm, control_headers, get_code, poll
-from test_consent_v2 import AUTORISATION_ID, SUBSCRIBED_URL, TOKEN_URL, searches, services, subscribed
 
 OTHER_ID = "518300042"  # another person's consent, learnt from a shared link or guessed
 ARABIC_PRM = "\u0661" * 14  # fourteen Arabic-Indic digits: `\d` matches them, Enedis has no such meter
@@ -48,6 +48,7 @@ def tokens_in_store(app):
 
 
 # --- 1. a forged meter: the v1-style return names any PRM
+
 
 def test_a_v1_style_return_names_no_meter_under_the_default_v2(make_proxy, enedis):
     app = make_proxy()
@@ -101,6 +102,7 @@ def test_cg_in_pass_through_mode_mints_nothing_for_a_usage_point_id_alone(make_p
 
 
 # --- 2. someone else's consent: an autorisation_id learnt or guessed
+
 
 def test_an_older_consent_of_someone_else_is_not_redeemed(make_proxy, enedis, caplog):
     caplog.set_level(logging.INFO, logger="deviceflow")
@@ -162,6 +164,7 @@ def test_a_state_takes_no_other_id_after_its_first(make_proxy, enedis):
 
 # --- 3. a state outlives no failure, and costs Enedis little
 
+
 def test_a_state_takes_a_bounded_number_of_returns(make_proxy, enedis):
     subscribed(enedis, {"nbTotalServices": 0, "serviceSouscrit": []})  # never registered
     app = make_proxy()
@@ -208,11 +211,22 @@ def test_returns_are_limited_per_network(make_proxy, enedis, clock):
     network = "2001:db8:1:2::{:x}"
     for i in range(RETURNS_PER_ADDRESS):  # each return spends its state: a new one each time
         state = confirm(app, code["user_code"])["state"]
-        assert app.get("/auth/redirect", {"state": state, "code": "x"}, extra_environ={"REMOTE_ADDR": network.format(i)},
-                       expect_errors=True).status_int == 400
+        assert (
+            app.get(
+                "/auth/redirect",
+                {"state": state, "code": "x"},
+                extra_environ={"REMOTE_ADDR": network.format(i)},
+                expect_errors=True,
+            ).status_int
+            == 400
+        )
     state = confirm(app, code["user_code"])["state"]
-    refused = app.get("/auth/redirect", {"state": state, "code": "x", "usage_point_id": PRM1},
-                      extra_environ={"REMOTE_ADDR": network.format(0xffff)}, expect_errors=True)
+    refused = app.get(
+        "/auth/redirect",
+        {"state": state, "code": "x", "usage_point_id": PRM1},
+        extra_environ={"REMOTE_ADDR": network.format(0xFFFF)},
+        expect_errors=True,
+    )
     assert refused.status_int == 429 and int(refused.headers["Retry-After"]) == RETURNS_PER_ADDRESS_WINDOW
     # Another network is not concerned; the limit lifts after its window.
     assert back(app, state, code="x", usage_point_id=PRM1).status_int == 200
@@ -220,8 +234,14 @@ def test_returns_are_limited_per_network(make_proxy, enedis, clock):
     clock.advance(RETURNS_PER_ADDRESS_WINDOW + 1)
     other = get_code(app)
     state = confirm(app, other["user_code"])["state"]
-    assert app.get("/auth/redirect", {"state": state, "code": "x", "usage_point_id": PRM1},
-                   extra_environ={"REMOTE_ADDR": network.format(1)}).status_int == 200
+    assert (
+        app.get(
+            "/auth/redirect",
+            {"state": state, "code": "x", "usage_point_id": PRM1},
+            extra_environ={"REMOTE_ADDR": network.format(1)},
+        ).status_int
+        == 200
+    )
 
 
 def test_returns_naming_no_flow_of_the_browser_do_not_spend_the_budget(make_proxy, enedis):
@@ -235,6 +255,7 @@ def test_returns_naming_no_flow_of_the_browser_do_not_spend_the_budget(make_prox
 
 
 # --- 4. guessing limits that one host cannot turn against everyone
+
 
 def guess(app, code, address):
     return app.get(f"/device?code={code}", expect_errors=True, extra_environ={"REMOTE_ADDR": address})
@@ -280,6 +301,7 @@ def test_ipv4_mapped_addresses_count_as_their_ipv4(make_proxy):
 
 # --- blind spots of the suite
 
+
 def test_a_confirmation_token_from_another_browser_is_refused(make_proxy):
     """The CSRF token is tied to the browser that was shown the code, not only to the code."""
     app = make_proxy()
@@ -295,6 +317,7 @@ def test_a_confirmation_token_from_another_browser_is_refused(make_proxy):
 
 # --- 3, live: a flood of returns on one state while Enedis is slow
 
+
 def test_a_flood_of_v2_returns_on_a_live_server_leaves_polls_fast(live_server):
     import statistics
     import threading
@@ -308,20 +331,31 @@ def test_a_flood_of_v2_returns_on_a_live_server_leaves_polls_fast(live_server):
     code = requests.post(f"{base}/device/code", data=device, timeout=10).json()
     page = browser.get(code["verification_uri_complete"], timeout=10)
     csrf = page.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
-    sent = browser.post(f"{base}/auth/verify_code", timeout=10, allow_redirects=False,
-                        data={"user_code": code["user_code"], "csrf": csrf})
+    sent = browser.post(
+        f"{base}/auth/verify_code",
+        timeout=10,
+        allow_redirects=False,
+        data={"user_code": code["user_code"], "csrf": csrf},
+    )
     state = sent.headers["Location"].split("state=", 1)[1].split("&", 1)[0]
     # Every Enedis data and consent API now takes half a second; the id was never shared, so each
     # look-up finds nothing and is asked again (the slowest return the proxy knows).
-    assert requests.post(f"{base}/enedis/_control", json={"delay": 0.5}, headers=control_headers(base),
-                         timeout=10).status_code == 200
+    assert (
+        requests.post(
+            f"{base}/enedis/_control", json={"delay": 0.5}, headers=control_headers(base), timeout=10
+        ).status_code
+        == 200
+    )
     other = requests.post(f"{base}/device/code", data=device, timeout=10).json()
 
     pages, stop = [], threading.Event()
 
     def flood():
-        pages.append(browser.get(f"{base}/auth/redirect", params={"state": state, "autorisation_id": "123456789"},
-                                 timeout=60).status_code)
+        pages.append(
+            browser.get(
+                f"{base}/auth/redirect", params={"state": state, "autorisation_id": "123456789"}, timeout=60
+            ).status_code
+        )
 
     latencies, answers = [], set()
 
@@ -330,9 +364,15 @@ def test_a_flood_of_v2_returns_on_a_live_server_leaves_polls_fast(live_server):
             while not stop.is_set():
                 started = time.perf_counter()
                 try:
-                    answer = device_session.post(f"{base}/device/token", timeout=10, data={
-                        **device, "grant_type": "urn:ietf:params:oauth:grant-type:device_code",
-                        "device_code": other["device_code"]}).json()["error"]
+                    answer = device_session.post(
+                        f"{base}/device/token",
+                        timeout=10,
+                        data={
+                            **device,
+                            "grant_type": "urn:ietf:params:oauth:grant-type:device_code",
+                            "device_code": other["device_code"],
+                        },
+                    ).json()["error"]
                 except (requests.RequestException, ValueError, KeyError) as error:
                     answer = repr(error)
                 latencies.append(time.perf_counter() - started)
@@ -358,9 +398,18 @@ def test_a_flood_of_v2_returns_on_a_live_server_leaves_polls_fast(live_server):
     latencies.sort()
     p99 = latencies[int(len(latencies) * 0.99) - 1]
     assert len(latencies) > 50 and p99 < 0.05, (p99, statistics.median(latencies))
-    assert "access_token" not in requests.post(f"{base}/device/token", timeout=10, data={
-        **device, "grant_type": "urn:ietf:params:oauth:grant-type:device_code",
-        "device_code": code["device_code"]}).json()
+    assert (
+        "access_token"
+        not in requests.post(
+            f"{base}/device/token",
+            timeout=10,
+            data={
+                **device,
+                "grant_type": "urn:ietf:params:oauth:grant-type:device_code",
+                "device_code": code["device_code"],
+            },
+        ).json()
+    )
 
 
 def test_a_server_taking_v1_returns_says_so_once_at_start_up(live_server):

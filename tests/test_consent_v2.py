@@ -8,12 +8,12 @@ import logging
 import pytest
 import requests
 import responses
+from helpers import PRM1, PRM2, confirm, get_code, poll
 
 from deviceflow.enedis import SUBSCRIBED_RETRY_PAUSES
 from deviceflow.errors import PageError
 from deviceflow.flow import DeviceFlow
 from deviceflow.store import digest
-from helpers import PRM1, PRM2, confirm, get_code, poll
 
 TOKEN_URL = "https://gw.ext.prod.api.enedis.fr/oauth2/v3/token"
 SUBSCRIBED_URL = "https://gw.ext.prod.api.enedis.fr/subscribed_services/v1"
@@ -25,10 +25,21 @@ ATTEMPTS = len(SUBSCRIBED_RETRY_PAUSES) + 1
 
 def services(*points, etat="ACTIF", since=TODAY, share=1):
     """Enedis's answer for one share; a share made again opens services with new ids."""
-    listed = [{"id": f"{share}{n:02d}", "pointId": point, "etatCode": etat, "dateDebut": since, "dateFin": "2030-01-15",
-               "serviceCode": "ACCES", "mesuresTypeCode": "CDC", "injection": False, "soutirage": True,
-               "autorisation": {"autorisationId": int(AUTORISATION_ID), "autorisationType": "EXPLICITE"}}
-              for n, point in enumerate(points)]
+    listed = [
+        {
+            "id": f"{share}{n:02d}",
+            "pointId": point,
+            "etatCode": etat,
+            "dateDebut": since,
+            "dateFin": "2030-01-15",
+            "serviceCode": "ACCES",
+            "mesuresTypeCode": "CDC",
+            "injection": False,
+            "soutirage": True,
+            "autorisation": {"autorisationId": int(AUTORISATION_ID), "autorisationType": "EXPLICITE"},
+        }
+        for n, point in enumerate(points)
+    ]
     return {"nbTotalServices": len(listed), "serviceSouscrit": listed}
 
 
@@ -61,6 +72,7 @@ def start_flow(app):
 
 
 # --- the usage points come from Enedis
+
 
 def test_v2_consent_binds_the_tokens_to_the_usage_points_enedis_names(proxy, enedis):
     subscribed(enedis, services(PRM1))
@@ -111,6 +123,7 @@ def test_state_is_single_use_after_a_v2_consent(proxy, enedis):
 
 # --- Enedis registers the share a moment later
 
+
 def test_an_empty_list_is_asked_again_briefly(proxy, enedis):
     subscribed(enedis, {"nbTotalServices": 0, "serviceSouscrit": []})
     subscribed(enedis, {"nbTotalServices": 0})
@@ -138,8 +151,11 @@ def test_still_empty_tells_the_person_to_reload_and_the_reload_completes(proxy, 
 
 # --- what cannot be used
 
-@pytest.mark.parametrize("autorisation_id", ["abc", "0", "-5", "12.5", "1e9", "9" * 20, "9223372036854775808",
-                                             "123 456", "\uff11\uff12", " 417265119"])
+
+@pytest.mark.parametrize(
+    "autorisation_id",
+    ["abc", "0", "-5", "12.5", "1e9", "9" * 20, "9223372036854775808", "123 456", "\uff11\uff12", " 417265119"],
+)
 def test_an_id_that_is_not_a_positive_int64_is_refused_without_asking_enedis(proxy, enedis, autorisation_id):
     code, state = start_flow(proxy)
     page = back_from_enedis(proxy, state, autorisation_id=autorisation_id)
@@ -148,15 +164,19 @@ def test_an_id_that_is_not_a_positive_int64_is_refused_without_asking_enedis(pro
     assert poll(proxy, code["device_code"]).json["error"] == "authorization_pending"
 
 
-@pytest.mark.parametrize("answer, status", [
-    ({"body": requests.ConnectionError("refused")}, 502),
-    ({"body": requests.ReadTimeout("slow")}, 504),
-    ({"status": 500, "json": {"code": "500", "message": "Probleme technique"}}, 502),
-    ({"status": 403, "json": {"code": "900908", "message": "Resource forbidden"}}, 502),
-    ({"status": 200, "body": "<html>maintenance</html>"}, 502),
-    ({"status": 200, "json": ["not", "an", "object"]}, 502),
-    ({"status": 429, "json": {"code": "900802"}, "headers": {"Retry-After": "20"}}, 429),
-], ids=["unreachable", "timeout", "500", "403", "html", "list", "429"])
+@pytest.mark.parametrize(
+    "answer, status",
+    [
+        ({"body": requests.ConnectionError("refused")}, 502),
+        ({"body": requests.ReadTimeout("slow")}, 504),
+        ({"status": 500, "json": {"code": "500", "message": "Probleme technique"}}, 502),
+        ({"status": 403, "json": {"code": "900908", "message": "Resource forbidden"}}, 502),
+        ({"status": 200, "body": "<html>maintenance</html>"}, 502),
+        ({"status": 200, "json": ["not", "an", "object"]}, 502),
+        ({"status": 429, "json": {"code": "900802"}, "headers": {"Retry-After": "20"}}, 429),
+    ],
+    ids=["unreachable", "timeout", "500", "403", "html", "list", "429"],
+)
 def test_enedis_failing_gives_a_readable_page_and_a_reload_completes(proxy, enedis, answer, status):
     subscribed(enedis, **answer)
     code, state = start_flow(proxy)
@@ -181,6 +201,7 @@ def test_without_an_enedis_client_a_v2_redirect_is_502(make_web, make_config):
 def test_concurrent_completion_delivers_once(make_config, sqlite_store, clock):
     """Another request with the same state completes while this one waits on
     Enedis: the state is taken at the end, so this one gets bad_state."""
+
     class Enedis:
         def usage_points_for(self, autorisation_id, started, flow_key):
             if not asked:
@@ -203,6 +224,7 @@ def test_concurrent_completion_delivers_once(make_config, sqlite_store, clock):
 
 
 # --- what the operator sees
+
 
 def redemptions(caplog):
     return [r for r in caplog.records if r.name == "deviceflow.enedis" and "redeemed" in r.getMessage()]

@@ -14,11 +14,11 @@ import pytest
 import requests
 import responses
 import waitress
+from helpers import PRM1, PRM2, at_once, tokens_for
 from webtest import TestApp
 
 from deviceflow.enedis import BUDGET_WAIT, EnedisClient
 from deviceflow.errors import StoreUnavailable
-from helpers import PRM1, PRM2, at_once, tokens_for
 
 TOKEN_URL = "https://gw.ext.prod.api.enedis.fr/oauth2/v3/token"
 DATA = "https://gw.ext.prod.api.enedis.fr"
@@ -59,6 +59,7 @@ def make_config(make_config):
 def make_proxy(make_web, config, sqlite_store, clock):
     def make(config=config, sleep=clock.advance):
         return make_web(config, upstream=EnedisClient(config, sqlite_store, clock=clock, sleep=sleep))
+
     return make
 
 
@@ -74,8 +75,14 @@ def device_token(proxy):
 
 def enedis_answers(mock, status=200, body=V5_LOAD_CURVE, **kwargs):
     mock.add(responses.POST, TOKEN_URL, json={"access_token": "enedis-token", "expires_in": "12600"})
-    mock.add(responses.GET, LOAD_CURVE_URL, status=status, body=body,
-             content_type=kwargs.pop("content_type", "application/json"), **kwargs)
+    mock.add(
+        responses.GET,
+        LOAD_CURVE_URL,
+        status=status,
+        body=body,
+        content_type=kwargs.pop("content_type", "application/json"),
+        **kwargs,
+    )
 
 
 def fetch(app, token, path=f"/data/proxy/{LOAD_CURVE}", usage_point=PRM1, raw=False, **query):
@@ -94,6 +101,7 @@ def assert_json_error(response, status, error):
 
 # --- the data, as Enedis gave it
 
+
 def test_device_fetches_a_week_of_load_curve(proxy, device_token, enedis_mock):
     enedis_answers(enedis_mock)
     response = fetch(proxy, device_token)
@@ -106,8 +114,11 @@ def test_device_fetches_a_week_of_load_curve(proxy, device_token, enedis_mock):
     assert response.headers["Via"].startswith("1.1 deviceflow")
     sent = enedis_mock.calls[-1].request
     assert sent.url.startswith(LOAD_CURVE_URL + "?")
-    assert parse_qs(urlsplit(sent.url).query) == {"usage_point_id": [PRM1], "start": [WEEK["start"]],
-                                                  "end": [WEEK["end"]]}
+    assert parse_qs(urlsplit(sent.url).query) == {
+        "usage_point_id": [PRM1],
+        "start": [WEEK["start"]],
+        "end": [WEEK["end"]],
+    }
     assert sent.headers["Authorization"] == "Bearer enedis-token"  # the proxy's token, never the device's
 
 
@@ -124,8 +135,9 @@ def test_a_token_with_two_usage_points_reaches_both(proxy, enedis_mock):
     assert fetch(proxy, token, usage_point=PRM2).status_int == 200
 
 
-@pytest.mark.parametrize("status, error", [(404, "no_data_found"), (403, "forbidden"), (400, "ADAM-ERR0123"),
-                                           (500, "technical_error")])
+@pytest.mark.parametrize(
+    "status, error", [(404, "no_data_found"), (403, "forbidden"), (400, "ADAM-ERR0123"), (500, "technical_error")]
+)
 def test_enedis_status_and_json_body_are_kept(proxy, device_token, enedis_mock, status, error):
     """DomoticzLinky reads 404 as "no data" and retries on 500: both must be Enedis's."""
     body = json.dumps({"error": error, "error_description": "from Enedis"}).encode()
@@ -144,11 +156,11 @@ def test_enedis_html_error_page_becomes_json_with_its_status(proxy, device_token
 
 # --- who may ask
 
+
 @pytest.mark.parametrize("authorization", [None, "Bearer ", "Bearer not-a-token", "Basic dXNlcjpwYXNz"])
 def test_missing_or_unknown_token_is_401_invalid_token(proxy, enedis_mock, authorization):
     headers = {"Authorization": authorization} if authorization else {}
-    response = proxy.get(f"/data/proxy/{LOAD_CURVE}", {"usage_point_id": PRM1, **WEEK}, headers=headers,
-                         status=401)
+    response = proxy.get(f"/data/proxy/{LOAD_CURVE}", {"usage_point_id": PRM1, **WEEK}, headers=headers, status=401)
     assert_json_error(response, 401, "invalid_token")
     assert response.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
     assert len(enedis_mock.calls) == 0
@@ -174,8 +186,11 @@ def test_missing_usage_point_is_400_invalid_request(proxy, device_token, enedis_
 
 
 def test_repeated_parameter_is_400_invalid_request(proxy, device_token, enedis_mock):
-    response = proxy.get(f"/data/proxy/{LOAD_CURVE}?usage_point_id={PRM1}&usage_point_id={PRM2}",
-                         headers={"Authorization": f"Bearer {device_token}"}, expect_errors=True)
+    response = proxy.get(
+        f"/data/proxy/{LOAD_CURVE}?usage_point_id={PRM1}&usage_point_id={PRM2}",
+        headers={"Authorization": f"Bearer {device_token}"},
+        expect_errors=True,
+    )
     assert_json_error(response, 400, "invalid_request")
     assert len(enedis_mock.calls) == 0
 
@@ -184,14 +199,18 @@ def test_version_min_refuses_old_devices(make_web, make_config, sqlite_store, en
     config = make_config(VERSION_MIN="2.0.0")
     app = make_web(config, upstream=EnedisClient(config, sqlite_store, clock=sqlite_store.clock))
     token = app.app.flow.tokens.mint([PRM1], "test-client")["access_token"]
-    response = app.get(f"/data/proxy/{LOAD_CURVE}", {"usage_point_id": PRM1},
-                       headers={"Authorization": f"Bearer {token}", "User-Agent": "DomoticzLinky/1.9.0"},
-                       expect_errors=True)
+    response = app.get(
+        f"/data/proxy/{LOAD_CURVE}",
+        {"usage_point_id": PRM1},
+        headers={"Authorization": f"Bearer {token}", "User-Agent": "DomoticzLinky/1.9.0"},
+        expect_errors=True,
+    )
     assert_json_error(response, 400, "version_mismatch")
     assert len(enedis_mock.calls) == 0
 
 
 # --- which paths exist
+
 
 @pytest.mark.parametrize("path", PATH_ATTACKS.values(), ids=PATH_ATTACKS.keys())
 @pytest.mark.parametrize("raw", [True, False], ids=["REQUEST_URI", "PATH_INFO only"])
@@ -208,6 +227,7 @@ def test_encoded_paths_are_404_when_the_server_gives_the_raw_path(proxy, device_
 
 def test_every_v5_api_is_reachable(proxy, device_token, enedis_mock):
     from deviceflow.enedis import V5_PATHS
+
     enedis_mock.add(responses.POST, TOKEN_URL, json={"access_token": "enedis-token", "expires_in": 12600})
     for path in sorted(V5_PATHS):
         enedis_mock.add(responses.GET, f"{DATA}/{path}", json={"ok": path})
@@ -215,6 +235,7 @@ def test_every_v5_api_is_reachable(proxy, device_token, enedis_mock):
 
 
 # --- when the proxy cannot get an answer
+
 
 def test_outbound_budget_spent_is_429_with_retry_after(make_proxy, make_config, enedis_mock):
     proxy = make_proxy(make_config(ENEDIS_MAX_CALLS_PER_SECOND="1"), sleep=lambda seconds: None)
@@ -228,11 +249,15 @@ def test_outbound_budget_spent_is_429_with_retry_after(make_proxy, make_config, 
     assert len(enedis_mock.calls) == 1 + BUDGET_WAIT
 
 
-def test_enedis_429_is_passed_on_with_retry_after_from_next_access_time(proxy, device_token, enedis_mock,
-                                                                       clock):
+def test_enedis_429_is_passed_on_with_retry_after_from_next_access_time(proxy, device_token, enedis_mock, clock):
     clock.now = 1784350680.0  # 2026-07-18 04:58:00 UTC
-    throttled = {"error": {"code": "900804", "message": "Message throttled out",
-                           "nextAccessTime": "2026-Jul-18 05:00:00+0000 UTC"}}
+    throttled = {
+        "error": {
+            "code": "900804",
+            "message": "Message throttled out",
+            "nextAccessTime": "2026-Jul-18 05:00:00+0000 UTC",
+        }
+    }
     enedis_answers(enedis_mock, status=429, body=json.dumps(throttled))
     response = fetch(proxy, tokens_for(proxy, PRM1)["access_token"])
     assert response.status_int == 429 and response.json == throttled
@@ -240,11 +265,14 @@ def test_enedis_429_is_passed_on_with_retry_after_from_next_access_time(proxy, d
     assert response.headers["Cache-Control"] == "no-store"
 
 
-@pytest.mark.parametrize("failure, status, error", [
-    (requests.ConnectTimeout("connect"), 504, "upstream_timeout"),
-    (requests.ReadTimeout("read"), 504, "upstream_timeout"),
-    (requests.ConnectionError("refused"), 502, "upstream_unreachable"),
-])
+@pytest.mark.parametrize(
+    "failure, status, error",
+    [
+        (requests.ConnectTimeout("connect"), 504, "upstream_timeout"),
+        (requests.ReadTimeout("read"), 504, "upstream_timeout"),
+        (requests.ConnectionError("refused"), 502, "upstream_unreachable"),
+    ],
+)
 def test_enedis_slow_or_down_is_never_a_404(proxy, device_token, enedis_mock, failure, status, error):
     enedis_answers(enedis_mock, body=failure)
     assert_json_error(fetch(proxy, device_token), status, error)
@@ -261,6 +289,7 @@ def test_store_down_is_503(proxy, device_token, enedis_mock, sqlite_store, broke
 
     def down(*args, **kwargs):
         raise StoreUnavailable("down")
+
     setattr(sqlite_store, broken, down)
     assert_json_error(fetch(proxy, device_token), 503, "temporarily_unavailable")
     assert len(enedis_mock.calls) == 0
@@ -273,14 +302,17 @@ def test_without_an_enedis_client_the_route_is_502(app, enedis_mock):
 
 # --- many devices at once
 
+
 def test_fifty_concurrent_requests_fetch_one_enedis_token(make_proxy, make_config, enedis_mock):
-    proxy = make_proxy(make_config(ENEDIS_MAX_CALLS_PER_SECOND="100", THREADS="100", DATA_CALLS_PER_MINUTE="50"),
-                       sleep=time.sleep)
+    proxy = make_proxy(
+        make_config(ENEDIS_MAX_CALLS_PER_SECOND="100", THREADS="100", DATA_CALLS_PER_MINUTE="50"), sleep=time.sleep
+    )
     token = tokens_for(proxy, PRM1)["access_token"]
 
     def slow_token(request):
         time.sleep(0.3)  # long enough for every request to need it at once
         return 200, {}, json.dumps({"access_token": "enedis-token", "expires_in": "12600"})
+
     enedis_mock.add_callback(responses.POST, TOKEN_URL, callback=slow_token)
     enedis_mock.add(responses.GET, LOAD_CURVE_URL, body=V5_LOAD_CURVE, content_type="application/json")
     statuses = at_once([lambda: fetch(proxy, token).status_int] * 50)
@@ -290,6 +322,7 @@ def test_fifty_concurrent_requests_fetch_one_enedis_token(make_proxy, make_confi
 
 
 # --- through a real waitress server: it decodes PATH_INFO, REQUEST_URI stays raw
+
 
 @contextmanager
 def served(wsgi):
@@ -306,8 +339,10 @@ def served(wsgi):
 def raw_get(port, target, token):
     """Send the request target byte for byte, as no HTTP client library would."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
-        conn.sendall(f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
-                     f"Connection: close\r\n\r\n".encode("latin-1"))
+        conn.sendall(
+            f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+            f"Connection: close\r\n\r\n".encode("latin-1")
+        )
         answer = b""
         while chunk := conn.recv(65536):
             answer += chunk
@@ -315,9 +350,12 @@ def raw_get(port, target, token):
     return int(head.split()[1]), body
 
 
-WAITRESS_ATTACKS = {**PATH_ATTACKS, **RAW_ONLY_ATTACKS,
-                    "leading slashes": f"//data/proxy/{LOAD_CURVE}",
-                    "absolute form": f"http://evil.example/data/proxy/{LOAD_CURVE}"}
+WAITRESS_ATTACKS = {
+    **PATH_ATTACKS,
+    **RAW_ONLY_ATTACKS,
+    "leading slashes": f"//data/proxy/{LOAD_CURVE}",
+    "absolute form": f"http://evil.example/data/proxy/{LOAD_CURVE}",
+}
 
 
 def test_path_attacks_through_waitress_are_404_without_calling_enedis(proxy, device_token, enedis_mock):
@@ -334,10 +372,12 @@ def test_path_attacks_through_waitress_are_404_without_calling_enedis(proxy, dev
 
 # --- what operators see
 
+
 def test_data_calls_and_enedis_calls_are_counted(make_config, sqlite_store, clock, enedis_mock):
+    from test_metrics import scrape
+
     from deviceflow.metrics import Metrics
     from deviceflow.web import make_app
-    from test_metrics import scrape
 
     config, metrics = make_config(METRICS="1"), Metrics(sqlite_store, clock)
     enedis = EnedisClient(config, sqlite_store, clock=clock, sleep=clock.advance, metrics=metrics)

@@ -4,7 +4,6 @@ Enedis), a device speaking HTTP, and a scripted browser."""
 import datetime
 
 import requests
-
 from browser import Browser
 from helpers import DEVICE_GRANT
 
@@ -13,8 +12,9 @@ PRM = "99999999999991"
 
 
 def device_post(base, path, **form):
-    return requests.post(f"{base}{path}", data={"client_id": CLIENT, **form}, timeout=10,
-                         headers={"User-Agent": "DomoticzLinky/2.6.0"})
+    return requests.post(
+        f"{base}{path}", data={"client_id": CLIENT, **form}, timeout=10, headers={"User-Agent": "DomoticzLinky/2.6.0"}
+    )
 
 
 def consent_in_browser(base, verification_uri_complete, points=(PRM,)):
@@ -32,8 +32,10 @@ def test_device_gets_tokens_after_consent_then_rotates_them(live_server):
     base = live_server()
     code = device_post(base, "/device/code").json()
     assert code["verification_uri_complete"].startswith(base)
-    assert device_post(base, "/device/token", grant_type=DEVICE_GRANT,
-                       device_code=code["device_code"]).json()["error"] == "authorization_pending"
+    assert (
+        device_post(base, "/device/token", grant_type=DEVICE_GRANT, device_code=code["device_code"]).json()["error"]
+        == "authorization_pending"
+    )
 
     done = consent_in_browser(base, code["verification_uri_complete"], points=(PRM, "99999999999992"))
     assert done.status_code == 200 and PRM in done.text
@@ -44,8 +46,7 @@ def test_device_gets_tokens_after_consent_then_rotates_them(live_server):
     assert first["usage_points_id"] == f"{PRM},99999999999992"
 
     second = device_post(base, "/device/token", grant_type="refresh_token", refresh_token=first["refresh_token"])
-    third = device_post(base, "/device/token", grant_type="refresh_token",
-                        refresh_token=second.json()["refresh_token"])
+    third = device_post(base, "/device/token", grant_type="refresh_token", refresh_token=second.json()["refresh_token"])
     assert second.status_code == 200 and third.status_code == 200
     assert len({first["refresh_token"], second.json()["refresh_token"], third.json()["refresh_token"]}) == 3
     # second was used, so first has been replaced: presenting it again is refused
@@ -93,10 +94,16 @@ def test_pass_through_mode_relays_the_upstream_tokens(live_server):
 
     # Data requests go straight to upstream, with upstream's token.
     today = datetime.date.today()
-    data = requests.get(f"{base}/enedis/metering_data_dc/v5/daily_consumption", timeout=10,
-                        params={"usage_point_id": PRM, "start": str(today - datetime.timedelta(days=8)),
-                                "end": str(today - datetime.timedelta(days=1))},
-                        headers={"Authorization": f"Bearer {tokens['access_token']}"})
+    data = requests.get(
+        f"{base}/enedis/metering_data_dc/v5/daily_consumption",
+        timeout=10,
+        params={
+            "usage_point_id": PRM,
+            "start": str(today - datetime.timedelta(days=8)),
+            "end": str(today - datetime.timedelta(days=1)),
+        },
+        headers={"Authorization": f"Bearer {tokens['access_token']}"},
+    )
     assert data.status_code == 200 and data.json()["meter_reading"]["usage_point_id"] == PRM
 
     def token_calls():

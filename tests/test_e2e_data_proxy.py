@@ -5,7 +5,6 @@ import datetime as dt
 from zoneinfo import ZoneInfo
 
 import requests
-
 from helpers import DEVICE_GRANT, control_headers
 from test_e2e import PRM, consent_in_browser, device_post
 
@@ -27,9 +26,12 @@ def last_week():
 
 
 def fetch(base, token, usage_point=PRM, path=LOAD_CURVE):
-    return requests.get(f"{base}/data/proxy/{path}", params={"usage_point_id": usage_point, **last_week()},
-                        headers={"Authorization": f"Bearer {token}", "User-Agent": "DomoticzLinky/2.6.0"},
-                        timeout=30)
+    return requests.get(
+        f"{base}/data/proxy/{path}",
+        params={"usage_point_id": usage_point, **last_week()},
+        headers={"Authorization": f"Bearer {token}", "User-Agent": "DomoticzLinky/2.6.0"},
+        timeout=30,
+    )
 
 
 def simulator(base, **knobs):
@@ -66,9 +68,15 @@ def test_proxy_renews_its_token_when_enedis_forgets_it(live_server):
 def test_enedis_throttling_reaches_the_device_as_429_with_retry_after(live_server):
     base = live_server(ENEDIS_API_MODE="legacy")
     token = device_tokens(base)["access_token"]
-    later = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) + dt.timedelta(minutes=10)
-    simulator(base, fail={"match": "/metering_data", "status": 429,
-                          "next_access_time": later.strftime("%Y-%b-%d %H:%M:%S+0000 UTC")})
+    later = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(minutes=10)
+    simulator(
+        base,
+        fail={
+            "match": "/metering_data",
+            "status": 429,
+            "next_access_time": later.strftime("%Y-%b-%d %H:%M:%S+0000 UTC"),
+        },
+    )
     answer = fetch(base, token)
     assert answer.status_code == 429 and answer.json()["message"] == "Message throttled out"
     assert 590 <= int(answer.headers["Retry-After"]) <= 600

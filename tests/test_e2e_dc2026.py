@@ -4,7 +4,6 @@ calls through /data/proxy, answered from the 2026 APIs (`new`, v5 switched
 off) or from either (`auto`)."""
 
 import requests
-
 from browser import Browser
 from helpers import DEVICE_GRANT
 from test_e2e import CLIENT, device_post
@@ -45,10 +44,15 @@ def device_token(base, prm=PRODUCER):
 
 def enedis_v5(base, path, prm=PRODUCER):
     """The simulated Enedis's own v5 answer, asked directly with a client_credentials token."""
-    token = requests.post(f"{base}/enedis/oauth2/v3/token", timeout=10,
-                          data={"grant_type": "client_credentials", "client_id": CLIENT}).json()["access_token"]
-    return requests.get(f"{base}/enedis/{path}", params={"usage_point_id": prm, **last_week()}, timeout=30,
-                        headers={"Authorization": f"Bearer {token}"})
+    token = requests.post(
+        f"{base}/enedis/oauth2/v3/token", timeout=10, data={"grant_type": "client_credentials", "client_id": CLIENT}
+    ).json()["access_token"]
+    return requests.get(
+        f"{base}/enedis/{path}",
+        params={"usage_point_id": prm, **last_week()},
+        timeout=30,
+        headers={"Authorization": f"Bearer {token}"},
+    )
 
 
 def assert_domoticz_linky_reads(answer, prm=PRODUCER):
@@ -56,7 +60,8 @@ def assert_domoticz_linky_reads(answer, prm=PRODUCER):
     reading = answer.json()["meter_reading"]
     assert reading["usage_point_id"] == prm
     assert reading["interval_reading"] and all(
-        isinstance(point["value"], str) and point["date"] for point in reading["interval_reading"])
+        isinstance(point["value"], str) and point["date"] for point in reading["interval_reading"]
+    )
     return reading
 
 

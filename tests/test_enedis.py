@@ -9,10 +9,10 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 import responses
+from helpers import at_once
 
 from deviceflow.enedis import BUDGET_WAIT, V5_PATHS, EnedisClient, data_path, parse_next_access_time
 from deviceflow.errors import UpstreamBadAnswer, UpstreamBusy, UpstreamTimeout, UpstreamUnreachable
-from helpers import at_once
 
 TOKEN_URL = "https://gw.ext.prod.api.enedis.fr/oauth2/v3/token"
 DATA = "https://gw.ext.prod.api.enedis.fr"
@@ -34,6 +34,7 @@ def make_config(make_config):
 def make_client(config, sqlite_store, clock):
     def make(config=config, store=sqlite_store, sleep=clock.advance):
         return EnedisClient(config, store, clock=clock, sleep=sleep)
+
     return make
 
 
@@ -43,8 +44,12 @@ def client(make_client):
 
 
 def enedis_token(mock, token="enedis-token-1", expires_in="12600", **kwargs):
-    mock.add(responses.POST, TOKEN_URL, json={"access_token": token, "token_type": "Bearer",
-                                              "expires_in": expires_in}, **kwargs)
+    mock.add(
+        responses.POST,
+        TOKEN_URL,
+        json={"access_token": token, "token_type": "Bearer", "expires_in": expires_in},
+        **kwargs,
+    )
 
 
 def calls_to(mock, url):
@@ -52,6 +57,7 @@ def calls_to(mock, url):
 
 
 # --- the token
+
 
 def test_one_token_serves_many_data_calls(enedis_mock, client):
     enedis_token(enedis_mock)
@@ -66,8 +72,11 @@ def test_token_request_is_client_credentials_with_the_proxys_secret(enedis_mock,
     enedis_token(enedis_mock)
     client.access_token()
     request = enedis_mock.calls[0].request
-    assert parse_qs(request.body) == {"grant_type": ["client_credentials"], "client_id": ["test-client"],
-                                      "client_secret": ["s3cr3t-value"]}
+    assert parse_qs(request.body) == {
+        "grant_type": ["client_credentials"],
+        "client_id": ["test-client"],
+        "client_secret": ["s3cr3t-value"],
+    }
     assert request.headers["Content-Type"] == "application/x-www-form-urlencoded"
 
 
@@ -100,8 +109,9 @@ def test_token_is_shared_by_every_instance_on_the_store(enedis_mock, make_client
     first.fetch_v5(LOAD_CURVE, QUERY)
     second.fetch_v5(LOAD_CURVE, QUERY)
     assert len(calls_to(enedis_mock, TOKEN_URL)) == 1
-    assert [c.request.headers["Authorization"] for c in calls_to(enedis_mock, LOAD_CURVE_URL)] == \
-        ["Bearer enedis-token-1"] * 2
+    assert [c.request.headers["Authorization"] for c in calls_to(enedis_mock, LOAD_CURVE_URL)] == [
+        "Bearer enedis-token-1"
+    ] * 2
 
 
 def test_a_401_renews_the_token_once_and_retries_once(enedis_mock, client):
@@ -111,8 +121,12 @@ def test_a_401_renews_the_token_once_and_retries_once(enedis_mock, client):
     enedis_mock.add(responses.GET, LOAD_CURVE_URL, json=METER_READING)
     answer = client.fetch_v5(LOAD_CURVE, QUERY)
     assert answer.status == 200 and json.loads(answer.body) == METER_READING
-    assert [c.request.url.split("?")[0] for c in enedis_mock.calls] == [TOKEN_URL, LOAD_CURVE_URL,
-                                                                        TOKEN_URL, LOAD_CURVE_URL]
+    assert [c.request.url.split("?")[0] for c in enedis_mock.calls] == [
+        TOKEN_URL,
+        LOAD_CURVE_URL,
+        TOKEN_URL,
+        LOAD_CURVE_URL,
+    ]
     assert calls_to(enedis_mock, LOAD_CURVE_URL)[1].request.headers["Authorization"] == "Bearer fresh"
     assert client.access_token() == "fresh"
 
@@ -146,8 +160,9 @@ def test_a_cached_token_that_does_not_open_is_no_token(enedis_mock, client, reco
     assert len(enedis_mock.calls) == 1
 
 
-@pytest.mark.parametrize("status, error", [(401, UpstreamBadAnswer), (400, UpstreamBadAnswer),
-                                           (500, UpstreamBadAnswer), (429, UpstreamBusy)])
+@pytest.mark.parametrize(
+    "status, error", [(401, UpstreamBadAnswer), (400, UpstreamBadAnswer), (500, UpstreamBadAnswer), (429, UpstreamBusy)]
+)
 def test_token_endpoint_failures_never_show_the_secret(enedis_mock, client, status, error):
     enedis_mock.add(responses.POST, TOKEN_URL, status=status, json={"error": "invalid_client"})
     with pytest.raises(error) as caught:
@@ -165,9 +180,11 @@ def test_token_answer_without_a_token_is_502(enedis_mock, client, answer):
 
 def test_fifty_threads_without_a_token_cause_one_token_call(enedis_mock, config, sqlite_store, clock):
     """Two instances (processes) on one store, 25 threads each: one fetch in all."""
+
     def slow_token(request):
         time.sleep(0.2)
         return 200, {}, json.dumps({"access_token": "shared", "expires_in": "12600"})
+
     enedis_mock.add_callback(responses.POST, TOKEN_URL, callback=slow_token)
     instances = [EnedisClient(config, sqlite_store, clock=clock, sleep=time.sleep) for _ in range(2)]
     tokens = at_once([instances[i % 2].access_token for i in range(50)])
@@ -176,6 +193,7 @@ def test_fifty_threads_without_a_token_cause_one_token_call(enedis_mock, config,
 
 
 # --- the outbound budget
+
 
 def test_budget_gives_each_call_the_next_free_second_then_429(make_client, make_config):
     sleeps = []
@@ -220,6 +238,7 @@ def test_budget_frees_up_as_time_passes(make_client, make_config, clock):
 
 def test_budget_waits_and_refusals_are_counted(make_client, make_config):
     from deviceflow.metrics import Metrics
+
     metrics = Metrics()
     client = make_client(config=make_config(ENEDIS_MAX_CALLS_PER_SECOND="1"), sleep=lambda s: None)
     client.metrics = metrics
@@ -251,12 +270,14 @@ def test_data_calls_leave_threads_free_for_polls(enedis_mock, make_client, make_
         inside.release()
         release.wait(10)
         return 200, {}, json.dumps(METER_READING)
+
     enedis_token(enedis_mock)
     enedis_mock.add_callback(responses.GET, LOAD_CURVE_URL, callback=slow_enedis)
     client = make_client(config=make_config(THREADS="4"))
     answers = []
-    waiting = [threading.Thread(target=lambda: answers.append(client.fetch_v5(LOAD_CURVE, QUERY).status))
-               for _ in range(2)]
+    waiting = [
+        threading.Thread(target=lambda: answers.append(client.fetch_v5(LOAD_CURVE, QUERY).status)) for _ in range(2)
+    ]
     for thread in waiting:
         thread.start()
     assert inside.acquire(timeout=10) and inside.acquire(timeout=10)
@@ -272,11 +293,11 @@ def test_data_calls_leave_threads_free_for_polls(enedis_mock, make_client, make_
 
 # --- data calls
 
+
 def test_data_call_is_a_plain_authorized_get(enedis_mock, client):
     enedis_token(enedis_mock)
     enedis_mock.add(responses.GET, LOAD_CURVE_URL, json=METER_READING)
-    answer = client.fetch_v5(LOAD_CURVE, {"usage_point_id": PRM, "start": "2026-09-29", "end": "",
-                                          "extra": "left out"})
+    answer = client.fetch_v5(LOAD_CURVE, {"usage_point_id": PRM, "start": "2026-09-29", "end": "", "extra": "left out"})
     request = calls_to(enedis_mock, LOAD_CURVE_URL)[0].request
     assert request.method == "GET" and request.body is None
     assert "Content-Type" not in request.headers
@@ -296,8 +317,9 @@ def test_enedis_errors_keep_their_status_and_json_body(enedis_mock, client):
 
 def test_html_error_page_is_wrapped_in_json_with_its_status(enedis_mock, client):
     enedis_token(enedis_mock)
-    enedis_mock.add(responses.GET, LOAD_CURVE_URL, status=500, body="<html><h1>Internal error</h1></html>",
-                    content_type="text/html")
+    enedis_mock.add(
+        responses.GET, LOAD_CURVE_URL, status=500, body="<html><h1>Internal error</h1></html>", content_type="text/html"
+    )
     answer = client.fetch_v5(LOAD_CURVE, QUERY)
     assert answer.status == 500 and answer.content_type == "application/json"
     assert json.loads(answer.body)["error"] == "upstream_error"
@@ -314,11 +336,14 @@ def test_success_that_is_not_json_or_a_redirect_is_502(enedis_mock, client, stat
     assert len(enedis_mock.calls) == 2  # the redirect was not followed
 
 
-@pytest.mark.parametrize("failure, error, status", [
-    (requests.ConnectTimeout("connect"), UpstreamTimeout, 504),
-    (requests.ReadTimeout("read"), UpstreamTimeout, 504),
-    (requests.ConnectionError("refused"), UpstreamUnreachable, 502),
-])
+@pytest.mark.parametrize(
+    "failure, error, status",
+    [
+        (requests.ConnectTimeout("connect"), UpstreamTimeout, 504),
+        (requests.ReadTimeout("read"), UpstreamTimeout, 504),
+        (requests.ConnectionError("refused"), UpstreamUnreachable, 502),
+    ],
+)
 def test_enedis_down_or_slow(enedis_mock, client, failure, error, status):
     enedis_token(enedis_mock)
     enedis_mock.add(responses.GET, LOAD_CURVE_URL, body=failure)
@@ -326,16 +351,22 @@ def test_enedis_down_or_slow(enedis_mock, client, failure, error, status):
         client.fetch_v5(LOAD_CURVE, QUERY)
     assert caught.value.status == status
     counted = "timeout" if status == 504 else "unreachable"
-    assert f'deviceflow_enedis_calls_total{{api="data",status="{counted}"}} 1.0' in \
-        client.metrics.exposition()[0].decode()
+    assert (
+        f'deviceflow_enedis_calls_total{{api="data",status="{counted}"}} 1.0' in client.metrics.exposition()[0].decode()
+    )
 
 
 def test_enedis_429_gives_retry_after_from_next_access_time(enedis_mock, client, clock):
     enedis_token(enedis_mock)
     clock.now = parse_next_access_time('"nextAccessTime": "2026-Jul-18 04:58:30+0000 UTC"')
-    throttled = {"error": {"code": "900804", "message": "Message throttled out",
-                           "description": "You have exceeded your quota",
-                           "nextAccessTime": "2026-Jul-18 05:00:00+0000 UTC"}}
+    throttled = {
+        "error": {
+            "code": "900804",
+            "message": "Message throttled out",
+            "description": "You have exceeded your quota",
+            "nextAccessTime": "2026-Jul-18 05:00:00+0000 UTC",
+        }
+    }
     enedis_mock.add(responses.GET, LOAD_CURVE_URL, status=429, json=throttled)
     answer = client.fetch_v5(LOAD_CURVE, QUERY)
     assert answer.status == 429 and answer.retry_after == 90
@@ -345,48 +376,58 @@ def test_enedis_429_gives_retry_after_from_next_access_time(enedis_mock, client,
 @pytest.mark.parametrize("headers, expected", [({"Retry-After": "7"}, 7), ({}, 60)])
 def test_enedis_429_without_next_access_time(enedis_mock, client, headers, expected):
     enedis_token(enedis_mock)
-    enedis_mock.add(responses.GET, LOAD_CURVE_URL, status=429, json={"error": "too_many_requests"},
-                    headers=headers)
+    enedis_mock.add(responses.GET, LOAD_CURVE_URL, status=429, json={"error": "too_many_requests"}, headers=headers)
     assert client.fetch_v5(LOAD_CURVE, QUERY).retry_after == expected
 
 
-@pytest.mark.parametrize("text, expected", [
-    ('{"nextAccessTime": "2026-Jul-18 05:00:00+0000 UTC"}', "2026-07-18T05:00:00+00:00"),
-    ('{"detail": "{\\"nextAccessTime\\":\\"2026-Sep-12 20:00:00+0000 UTC\\"}"}', "2026-09-12T20:00:00+00:00"),
-    ('{"nextAccessTime": "2026-Jul-18 07:00:00+0200 UTC"}', "2026-07-18T05:00:00+00:00"),
-    ('{"nextAccessTime": "2026-07-18T05:00:00Z"}', "2026-07-18T05:00:00+00:00"),
-    ('{"nextAccessTime": "soon"}', None),
-    ("<html>429</html>", None),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ('{"nextAccessTime": "2026-Jul-18 05:00:00+0000 UTC"}', "2026-07-18T05:00:00+00:00"),
+        ('{"detail": "{\\"nextAccessTime\\":\\"2026-Sep-12 20:00:00+0000 UTC\\"}"}', "2026-09-12T20:00:00+00:00"),
+        ('{"nextAccessTime": "2026-Jul-18 07:00:00+0200 UTC"}', "2026-07-18T05:00:00+00:00"),
+        ('{"nextAccessTime": "2026-07-18T05:00:00Z"}', "2026-07-18T05:00:00+00:00"),
+        ('{"nextAccessTime": "soon"}', None),
+        ("<html>429</html>", None),
+    ],
+)
 def test_next_access_time_formats(text, expected):
     from datetime import datetime
+
     moment = parse_next_access_time(text)
     assert moment == (datetime.fromisoformat(expected).timestamp() if expected else None)
 
 
 # --- which paths exist
 
-@pytest.mark.parametrize("raw", [
-    "/data/proxy/metering_data_clc/v5/consumption_load_curve",
-    "/data/proxy/customers_upc/v5/usage_points/contracts",
-])
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "/data/proxy/metering_data_clc/v5/consumption_load_curve",
+        "/data/proxy/customers_upc/v5/usage_points/contracts",
+    ],
+)
 def test_known_paths(raw):
     assert data_path(raw) == raw.removeprefix("/data/proxy/")
 
 
-@pytest.mark.parametrize("raw", [
-    "/data/proxy/metering_data_clc/v5/../../oauth2/v3/token",
-    "/data/proxy/metering_data_clc%2Fv5%2Fconsumption_load_curve",
-    "/data/proxy/%2e%2e/oauth2/v3/token",
-    "/data/proxy//evil.example/x",
-    "/data/proxy/@evil.example/metering_data_clc/v5/consumption_load_curve",
-    "/data/proxy/http://evil.example/x",
-    "/data/proxy/\\\\evil.example\\x",
-    "/data/proxy/metering_data_clc/v5/consumption_load_curve/",
-    "/data/proxy/metering_data_clc/v4/consumption_load_curve",
-    "http://evil.example/data/proxy/metering_data_clc/v5/consumption_load_curve",
-    "//data/proxy/metering_data_clc/v5/consumption_load_curve",
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "/data/proxy/metering_data_clc/v5/../../oauth2/v3/token",
+        "/data/proxy/metering_data_clc%2Fv5%2Fconsumption_load_curve",
+        "/data/proxy/%2e%2e/oauth2/v3/token",
+        "/data/proxy//evil.example/x",
+        "/data/proxy/@evil.example/metering_data_clc/v5/consumption_load_curve",
+        "/data/proxy/http://evil.example/x",
+        "/data/proxy/\\\\evil.example\\x",
+        "/data/proxy/metering_data_clc/v5/consumption_load_curve/",
+        "/data/proxy/metering_data_clc/v4/consumption_load_curve",
+        "http://evil.example/data/proxy/metering_data_clc/v5/consumption_load_curve",
+        "//data/proxy/metering_data_clc/v5/consumption_load_curve",
+    ],
+)
 def test_anything_but_a_known_path_is_unknown(raw):
     assert data_path(raw) is None
 

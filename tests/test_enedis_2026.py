@@ -9,12 +9,12 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 import responses
+from test_translate import domoticz_linky_hours, fixture
 
 from deviceflow import translate
 from deviceflow.enedis import EnedisClient
-from deviceflow.metrics import Metrics
 from deviceflow.errors import UpstreamBadAnswer, UpstreamTimeout, UpstreamUnreachable
-from test_translate import domoticz_linky_hours, fixture
+from deviceflow.metrics import Metrics
 
 TOKEN_URL = "https://gw.ext.prod.api.enedis.fr/oauth2/v3/token"
 DATA = "https://gw.ext.prod.api.enedis.fr"
@@ -25,25 +25,45 @@ V5_LOAD_CURVE = fixture("v5_consumption_load_curve.json")
 
 # v5 path -> (2026 URL, extra query, capture, PRM); DomoticzLinky asks the first three.
 MEASURE_CALLS = {
-    translate.CONSUMPTION_LOAD_CURVE: (f"{MEASURES}/courbe_de_charge_consommation", {},
-                                       "mesure_courbe_de_charge_consommation.json", CONSUMER),
-    translate.PRODUCTION_LOAD_CURVE: (f"{MEASURES}/courbe_de_charge_production", {},
-                                      "mesure_courbe_de_charge_production.json", PRODUCER),
-    translate.DAILY_CONSUMPTION_MAX_POWER: (f"{MEASURES}/puissance_conso_max_quotidienne",
-                                            {"mesuresPas": "P1D", "grandeurPhysique": "PMA"},
-                                            "mesure_puissance_conso_max_quotidienne.json", CONSUMER),
-    translate.DAILY_CONSUMPTION: (f"{MEASURES}/consommation_quotidienne", {},
-                                  "mesure_consommation_quotidienne.json", CONSUMER),
-    translate.DAILY_PRODUCTION: (f"{MEASURES}/production_quotidienne", {},
-                                 "mesure_production_quotidienne.json", PRODUCER),
+    translate.CONSUMPTION_LOAD_CURVE: (
+        f"{MEASURES}/courbe_de_charge_consommation",
+        {},
+        "mesure_courbe_de_charge_consommation.json",
+        CONSUMER,
+    ),
+    translate.PRODUCTION_LOAD_CURVE: (
+        f"{MEASURES}/courbe_de_charge_production",
+        {},
+        "mesure_courbe_de_charge_production.json",
+        PRODUCER,
+    ),
+    translate.DAILY_CONSUMPTION_MAX_POWER: (
+        f"{MEASURES}/puissance_conso_max_quotidienne",
+        {"mesuresPas": "P1D", "grandeurPhysique": "PMA"},
+        "mesure_puissance_conso_max_quotidienne.json",
+        CONSUMER,
+    ),
+    translate.DAILY_CONSUMPTION: (
+        f"{MEASURES}/consommation_quotidienne",
+        {},
+        "mesure_consommation_quotidienne.json",
+        CONSUMER,
+    ),
+    translate.DAILY_PRODUCTION: (
+        f"{MEASURES}/production_quotidienne",
+        {},
+        "mesure_production_quotidienne.json",
+        PRODUCER,
+    ),
 }
 LOAD_CURVE = translate.CONSUMPTION_LOAD_CURVE
 LOAD_CURVE_2026 = MEASURE_CALLS[LOAD_CURVE][0]
 LOAD_CURVE_V5 = f"{DATA}/{LOAD_CURVE}"
 QUERY = {"usage_point_id": CONSUMER, **PERIOD}
 CONTRACTS = translate.USAGE_POINTS_CONTRACTS
-ITC = {name: f"{DATA}/{name}/v1/{CONSUMER}"
-       for name in ("situation_contrat_auto", "synth_contrat_auto", "comptage_auto")}
+ITC = {
+    name: f"{DATA}/{name}/v1/{CONSUMER}" for name in ("situation_contrat_auto", "synth_contrat_auto", "comptage_auto")
+}
 WSO2_NOT_FOUND = {"code": "900906", "message": "No matching resource found for given API Request"}
 
 
@@ -52,6 +72,7 @@ def client_for(make_config, sqlite_store, clock):
     def make(mode, sleep=clock.advance, **env):
         config = make_config(ENEDIS_API_MODE=mode, **env)
         return EnedisClient(config, sqlite_store, clock=clock, sleep=sleep, metrics=Metrics())
+
     return make
 
 
@@ -81,6 +102,7 @@ def v5_answers(mock, status=200, **kwargs):
 
 # --- new: the 2026 APIs, translated
 
+
 @pytest.mark.parametrize("path", MEASURE_CALLS)
 def test_new_asks_the_2026_measure_api_and_answers_in_v5_shape(client_for, enedis, path):
     url, extra, capture, prm = MEASURE_CALLS[path]
@@ -90,8 +112,11 @@ def test_new_asks_the_2026_measure_api_and_answers_in_v5_shape(client_for, enedi
     sent = enedis.calls[-1].request
     assert sent.method == "GET" and sent.url.split("?")[0] == url
     assert parse_qs(urlsplit(sent.url).query) == {
-        "pointId": [prm], "dateDebut": [PERIOD["start"]], "dateFin": [PERIOD["end"]],
-        **{name: [value] for name, value in extra.items()}}
+        "pointId": [prm],
+        "dateDebut": [PERIOD["start"]],
+        "dateFin": [PERIOD["end"]],
+        **{name: [value] for name, value in extra.items()},
+    }
     assert sent.headers["Authorization"] == "Bearer enedis-token"
     assert (answer.status, answer.source, answer.content_type) == (200, "new", "application/json")
     reading = body(answer)["meter_reading"]
@@ -109,11 +134,14 @@ def test_new_load_curve_is_what_domoticz_linky_read_from_v5(client_for, enedis):
     assert domoticz_linky_hours(answer.body, CONSUMER) == domoticz_linky_hours(json.dumps(V5_LOAD_CURVE), CONSUMER)
 
 
-@pytest.mark.parametrize("query, description", [
-    ({"usage_point_id": CONSUMER, "end": "2026-10-01"}, "Start date parameter is required"),
-    ({**QUERY, "start": "29/09/2026"}, "Start date parameter must be in the format YYYY-MM-DD"),
-    ({**QUERY, "start": "2026-10-01"}, "Start date should be before end date"),
-])
+@pytest.mark.parametrize(
+    "query, description",
+    [
+        ({"usage_point_id": CONSUMER, "end": "2026-10-01"}, "Start date parameter is required"),
+        ({**QUERY, "start": "29/09/2026"}, "Start date parameter must be in the format YYYY-MM-DD"),
+        ({**QUERY, "start": "2026-10-01"}, "Start date should be before end date"),
+    ],
+)
 def test_new_refuses_what_enedis_would_without_calling_it(client_for, enedis, query, description):
     answer = client_for("new").fetch_v5(LOAD_CURVE, query)
     assert (answer.status, answer.source) == (400, "new")
@@ -130,8 +158,10 @@ def test_new_never_asks_v5_even_when_the_2026_api_fails(client_for, enedis):
     assert body(answer) == {"error": "900906", "error_description": "No matching resource found for given API Request"}
 
 
-@pytest.mark.parametrize("failure, error", [(requests.ConnectionError("refused"), UpstreamUnreachable),
-                                            (requests.ReadTimeout("slow"), UpstreamTimeout)])
+@pytest.mark.parametrize(
+    "failure, error",
+    [(requests.ConnectionError("refused"), UpstreamUnreachable), (requests.ReadTimeout("slow"), UpstreamTimeout)],
+)
 def test_new_with_enedis_down_is_502_or_504(client_for, enedis, failure, error):
     load_curve_answers(enedis, body=failure)
     with pytest.raises(error):
@@ -148,8 +178,9 @@ def test_new_with_the_proxy_token_refused_twice_is_502_not_a_device_401(client_f
 
 
 def test_new_enedis_throttling_is_429_with_retry_after(client_for, enedis):
-    load_curve_answers(enedis, status=429, json={"code": "900802", "message": "Message throttled out"},
-                       headers={"Retry-After": "30"})
+    load_curve_answers(
+        enedis, status=429, json={"code": "900802", "message": "Message throttled out"}, headers={"Retry-After": "30"}
+    )
     answer = client_for("new").fetch_v5(LOAD_CURVE, QUERY)
     assert (answer.status, answer.retry_after, answer.source) == (429, 30, "new")
     assert body(answer)["error"] == "900802"
@@ -157,14 +188,19 @@ def test_new_enedis_throttling_is_429_with_retry_after(client_for, enedis):
 
 # --- auto: the 2026 APIs first, v5 when they fail
 
-@pytest.mark.parametrize("failure", [
-    {"status": 500, "json": {"code": "500", "message": "Probleme technique"}},
-    {"status": 404, "json": WSO2_NOT_FOUND},
-    {"status": 403, "json": fixture("erreur_comptage_non_souscrit.json")},
-    {"status": 200, "body": "<html>maintenance</html>"},
-    {"body": requests.ConnectionError("refused")},
-    {"body": requests.ConnectTimeout("connect")},
-], ids=["500", "404", "403", "unreadable 200", "unreachable", "timeout"])
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        {"status": 500, "json": {"code": "500", "message": "Probleme technique"}},
+        {"status": 404, "json": WSO2_NOT_FOUND},
+        {"status": 403, "json": fixture("erreur_comptage_non_souscrit.json")},
+        {"status": 200, "body": "<html>maintenance</html>"},
+        {"body": requests.ConnectionError("refused")},
+        {"body": requests.ConnectTimeout("connect")},
+    ],
+    ids=["500", "404", "403", "unreadable 200", "unreachable", "timeout"],
+)
 def test_auto_falls_back_on_v5_when_the_2026_api_fails(client_for, enedis, failure):
     load_curve_answers(enedis, **failure)
     v5_answers(enedis, json=V5_LOAD_CURVE)
@@ -173,14 +209,26 @@ def test_auto_falls_back_on_v5_when_the_2026_api_fails(client_for, enedis, failu
     assert (answer.status, answer.source) == (200, "legacy")
     assert body(answer) == V5_LOAD_CURVE
     assert parse_qs(urlsplit(enedis.calls[-1].request.url).query) == {
-        "usage_point_id": [CONSUMER], "start": [PERIOD["start"]], "end": [PERIOD["end"]]}
+        "usage_point_id": [CONSUMER],
+        "start": [PERIOD["start"]],
+        "end": [PERIOD["end"]],
+    }
 
 
-@pytest.mark.parametrize("status, answer_body", [
-    (429, {"code": "900802", "message": "Message throttled out"}),
-    (400, {"error": "ADAM-ERR0123", "error_description": "The requested period cannot be anterior to the "
-                                                         "meter's last activation date"}),
-], ids=["429", "ADAM-ERR0123"])
+@pytest.mark.parametrize(
+    "status, answer_body",
+    [
+        (429, {"code": "900802", "message": "Message throttled out"}),
+        (
+            400,
+            {
+                "error": "ADAM-ERR0123",
+                "error_description": "The requested period cannot be anterior to the meter's last activation date",
+            },
+        ),
+    ],
+    ids=["429", "ADAM-ERR0123"],
+)
 def test_auto_does_not_fall_back_when_v5_would_say_the_same(client_for, enedis, status, answer_body):
     load_curve_answers(enedis, status=status, json=answer_body)
     v5_answers(enedis, json=V5_LOAD_CURVE)
@@ -238,12 +286,23 @@ def test_legacy_never_asks_the_2026_apis(client_for, enedis):
 
 # --- contracts: up to three calls, each one within the budget
 
+
 def contract_answers(mock, comptage=None):
     mock.add(responses.GET, ITC["situation_contrat_auto"], json=fixture("situation_contrat_consommateur.json"))
     mock.add(responses.GET, ITC["synth_contrat_auto"], json=fixture("synth_contrat_consommateur.json"))
-    mock.add(responses.GET, ITC["comptage_auto"], **(comptage or {"json": {
-        "dispositifComptage": {"typeComptage": {"code": "AMM"}},
-        "relais": {"plageHeuresCreuses": "HC (22H00-6H00)"}}}))
+    mock.add(
+        responses.GET,
+        ITC["comptage_auto"],
+        **(
+            comptage
+            or {
+                "json": {
+                    "dispositifComptage": {"typeComptage": {"code": "AMM"}},
+                    "relais": {"plageHeuresCreuses": "HC (22H00-6H00)"},
+                }
+            }
+        ),
+    )
 
 
 def test_contract_takes_three_calls_each_counted_in_the_budget(client_for, enedis):
@@ -255,8 +314,11 @@ def test_contract_takes_three_calls_each_counted_in_the_budget(client_for, enedi
     assert sleeps == [1, 2, 3]  # the token, then three calls: one a second
     assert 'deviceflow_enedis_calls_total{api="data",status="200"} 3.0' in client.metrics.exposition()[0].decode()
     contracts = body(answer)["customer"]["usage_points"][0]["contracts"]
-    assert (answer.status, contracts["offpeak_hours"], contracts["subscribed_power"]) == (200, "HC (22H00-6H00)",
-                                                                                          "12 kVA")
+    assert (answer.status, contracts["offpeak_hours"], contracts["subscribed_power"]) == (
+        200,
+        "HC (22H00-6H00)",
+        "12 kVA",
+    )
 
 
 def test_contract_without_comptage_subscription_leaves_its_fields_out(client_for, enedis):
@@ -268,9 +330,17 @@ def test_contract_without_comptage_subscription_leaves_its_fields_out(client_for
 
 
 CONTRACTS_V5 = f"{DATA}/{CONTRACTS}"
-V5_CONTRACT = {"customer": {"customer_id": "1358019319", "usage_points": [{
-    "usage_point": {"usage_point_id": CONSUMER, "meter_type": "AMM", "usage_point_status": "com"},
-    "contracts": {"segment": "C5", "subscribed_power": "12 kVA", "offpeak_hours": "HC (23H00-7H00)"}}]}}
+V5_CONTRACT = {
+    "customer": {
+        "customer_id": "1358019319",
+        "usage_points": [
+            {
+                "usage_point": {"usage_point_id": CONSUMER, "meter_type": "AMM", "usage_point_status": "com"},
+                "contracts": {"segment": "C5", "subscribed_power": "12 kVA", "offpeak_hours": "HC (23H00-7H00)"},
+            }
+        ],
+    }
+}
 COMPTAGE_NOT_SUBSCRIBED = {"status": 403, "json": fixture("erreur_comptage_non_souscrit.json")}
 
 
@@ -298,8 +368,15 @@ def test_new_never_asks_v5_for_the_off_peak_hours(client_for, enedis):
     assert urls(enedis) == list(ITC.values())
 
 
-@pytest.mark.parametrize("v5", [{"status": 404, "json": WSO2_NOT_FOUND}, {"body": requests.ConnectionError("off")},
-                                {"json": {"customer": []}}, {"status": 429, "json": {"error": "throttled"}}])
+@pytest.mark.parametrize(
+    "v5",
+    [
+        {"status": 404, "json": WSO2_NOT_FOUND},
+        {"body": requests.ConnectionError("off")},
+        {"json": {"customer": []}},
+        {"status": 429, "json": {"error": "throttled"}},
+    ],
+)
 def test_auto_answers_the_2026_contract_when_v5_has_no_off_peak_hours_to_give(client_for, enedis, v5):
     contract_answers(enedis, comptage=COMPTAGE_NOT_SUBSCRIBED)
     enedis.add(responses.GET, CONTRACTS_V5, **v5)
@@ -329,11 +406,12 @@ def test_contract_with_an_optional_call_unreachable_still_answers(client_for, en
 
 # --- as the device sees it
 
+
 def test_data_proxy_says_which_api_answered_and_counts_it(make_config, sqlite_store, clock, enedis):
+    from test_metrics import scrape
     from webtest import TestApp
 
     from deviceflow.web import make_app
-    from test_metrics import scrape
 
     config, metrics = make_config(ENEDIS_API_MODE="auto", METRICS="1"), Metrics(sqlite_store, clock)
     client = EnedisClient(config, sqlite_store, clock=clock, sleep=clock.advance, metrics=metrics)

@@ -4,7 +4,6 @@ process killed with SIGKILL in the middle of traffic. Devices get JSON (503,
 502, 504), people get a page, the server recovers by itself, and no token
 already delivered is lost."""
 
-import json
 import os
 import signal
 import subprocess
@@ -16,14 +15,15 @@ from contextlib import contextmanager
 import pytest
 import requests
 import responses
+from helpers import DEVICE_GRANT, PRM1, confirm, consent, get_code, poll, refresh, tokens_for
 from pymongo.errors import AutoReconnect
+from test_e2e import PRM, consent_in_browser, device_post
+from test_e2e_data_proxy import device_tokens, simulator
+from test_e2e_data_proxy import fetch as live_fetch
 
 from deviceflow.config import KNOWN_NAMES
 from deviceflow.enedis import EnedisClient
 from deviceflow.store import SQLiteStore
-from helpers import DEVICE_GRANT, PRM1, confirm, consent, get_code, poll, refresh, tokens_for
-from test_e2e import PRM, consent_in_browser, device_post
-from test_e2e_data_proxy import device_tokens, fetch as live_fetch, simulator
 
 TOKEN_V3 = "https://gw.ext.prod.api.enedis.fr/oauth2/v3/token"
 LOAD_CURVE = "metering_data_clc/v5/consumption_load_curve"
@@ -35,8 +35,10 @@ TRUNCATED = '{"meter_reading": {"usage_point_id": "11111111111111", "interval_re
 
 def assert_unavailable(response):
     assert response.status_int == 503, response.text
-    assert response.json == {"error": "temporarily_unavailable",
-                             "error_description": "the store is not available, retry later"}
+    assert response.json == {
+        "error": "temporarily_unavailable",
+        "error_description": "the store is not available, retry later",
+    }
     assert response.headers["Cache-Control"] == "no-store"
 
 
@@ -60,8 +62,9 @@ conn.execute("COMMIT")
 @contextmanager
 def locked_by_another_process(path):
     """Another process holds the SQLite write lock (a stuck operator tool, a backup)."""
-    locker = subprocess.Popen([sys.executable, "-c", LOCKER, str(path)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
+    locker = subprocess.Popen(
+        [sys.executable, "-c", LOCKER, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert locker.stdout.readline().strip() == "locked"
         yield
@@ -93,12 +96,18 @@ def test_a_store_unusable_at_start_is_one_line_and_exit_1(tmp_path, where):
     blocker.mkdir() if where == "a directory" else blocker.write_text("")
     path = blocker if where == "a directory" else blocker / "store.sqlite3"
     env = {k: v for k, v in os.environ.items() if k not in KNOWN_NAMES}
-    started = subprocess.run([sys.executable, "-m", "deviceflow", "serve", "--port", "1"], cwd=tmp_path,
-                             env={**env, "CLIENT_ID": "x", "SQLITE_PATH": str(path)}, capture_output=True, text=True,
-                             timeout=30)
+    started = subprocess.run(
+        [sys.executable, "-m", "deviceflow", "serve", "--port", "1"],
+        cwd=tmp_path,
+        env={**env, "CLIENT_ID": "x", "SQLITE_PATH": str(path)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert started.returncode == 1 and "Traceback" not in started.stderr
-    assert started.stderr.strip().splitlines()[-1].startswith(f"deviceflow: the sqlite store at {path} is not "
-                                                               "available (")
+    assert (
+        started.stderr.strip().splitlines()[-1].startswith(f"deviceflow: the sqlite store at {path} is not available (")
+    )
 
 
 class Outage:
@@ -115,6 +124,7 @@ class Outage:
 
         def fail(*args, **kwargs):
             raise AutoReconnect("connection reset by peer")
+
         return fail
 
 
@@ -138,6 +148,7 @@ def test_mongodb_raising_is_503_everywhere_then_recovers(make_web, config, mongo
 
 # --- Enedis, in-process (responses)
 
+
 @pytest.fixture
 def proxy(make_web, make_config, sqlite_store, clock):
     config = make_config(ENEDIS_API_MODE="legacy")  # v5 forwarded as is: the calls mocked here
@@ -145,23 +156,42 @@ def proxy(make_web, make_config, sqlite_store, clock):
 
 
 def data(app, token):
-    return app.get(f"/data/proxy/{LOAD_CURVE}", {"usage_point_id": PRM1, "start": "2026-09-01", "end": "2026-09-08"},
-                   headers={"Authorization": f"Bearer {token}"}, expect_errors=True)
+    return app.get(
+        f"/data/proxy/{LOAD_CURVE}",
+        {"usage_point_id": PRM1, "start": "2026-09-01", "end": "2026-09-08"},
+        headers={"Authorization": f"Bearer {token}"},
+        expect_errors=True,
+    )
 
 
-@pytest.mark.parametrize("token, answer, status", [
-    pytest.param({"json": {"access_token": "t", "expires_in": 600}},
-                 {"status": 200, "body": TRUNCATED, "content_type": "application/json"}, 502, id="truncated data"),
-    pytest.param({"json": {"access_token": "t", "expires_in": 600}},
-                 {"status": 200, "body": "<html>maintenance</html>", "content_type": "text/html"}, 502,
-                 id="HTML data"),
-    pytest.param({"status": 200, "body": '{"access_token": "t", "expi', "content_type": "application/json"},
-                 None, 502, id="truncated token"),
-    pytest.param({"status": 502, "body": "<html>Bad gateway</html>", "content_type": "text/html"},
-                 None, 502, id="HTML token"),
-    pytest.param({"body": requests.ConnectionError("refused")}, None, 502, id="token endpoint down"),
-    pytest.param({"body": requests.ReadTimeout("slow")}, None, 504, id="token endpoint slow"),
-])
+@pytest.mark.parametrize(
+    "token, answer, status",
+    [
+        pytest.param(
+            {"json": {"access_token": "t", "expires_in": 600}},
+            {"status": 200, "body": TRUNCATED, "content_type": "application/json"},
+            502,
+            id="truncated data",
+        ),
+        pytest.param(
+            {"json": {"access_token": "t", "expires_in": 600}},
+            {"status": 200, "body": "<html>maintenance</html>", "content_type": "text/html"},
+            502,
+            id="HTML data",
+        ),
+        pytest.param(
+            {"status": 200, "body": '{"access_token": "t", "expi', "content_type": "application/json"},
+            None,
+            502,
+            id="truncated token",
+        ),
+        pytest.param(
+            {"status": 502, "body": "<html>Bad gateway</html>", "content_type": "text/html"}, None, 502, id="HTML token"
+        ),
+        pytest.param({"body": requests.ConnectionError("refused")}, None, 502, id="token endpoint down"),
+        pytest.param({"body": requests.ReadTimeout("slow")}, None, 504, id="token endpoint slow"),
+    ],
+)
 def test_enedis_answering_garbage_is_json_for_the_device(proxy, enedis_mock, token, answer, status):
     device_token = tokens_for(proxy)["access_token"]
     enedis_mock.add(responses.POST, TOKEN_V3, **token)
@@ -183,15 +213,20 @@ def test_the_next_data_call_works_once_enedis_is_back(proxy, enedis_mock):
     assert data(proxy, device_token).status_int == 200
 
 
-@pytest.mark.parametrize("answer, status", [
-    pytest.param({"status": 200, "body": '{"access_token": "a", "refresh_tok', "content_type": "application/json"},
-                 502, id="truncated"),
-    pytest.param({"status": 200, "body": "<html>portal</html>", "content_type": "text/html"}, 502, id="HTML"),
-    pytest.param({"body": requests.ReadTimeout("slow")}, 504, id="slow"),
-    pytest.param({"body": requests.ConnectionError("refused")}, 502, id="down"),
-])
-def test_pass_through_upstream_garbage_is_a_page_for_people_and_json_for_devices(make_web, make_config, answer,
-                                                                                status):
+@pytest.mark.parametrize(
+    "answer, status",
+    [
+        pytest.param(
+            {"status": 200, "body": '{"access_token": "a", "refresh_tok', "content_type": "application/json"},
+            502,
+            id="truncated",
+        ),
+        pytest.param({"status": 200, "body": "<html>portal</html>", "content_type": "text/html"}, 502, id="HTML"),
+        pytest.param({"body": requests.ReadTimeout("slow")}, 504, id="slow"),
+        pytest.param({"body": requests.ConnectionError("refused")}, 502, id="down"),
+    ],
+)
+def test_pass_through_upstream_garbage_is_a_page_for_people_and_json_for_devices(make_web, make_config, answer, status):
     app = make_web(make_config(FLOW="DEVICE", TOKEN_ENDPOINT=TOKEN_ENDPOINT))
     with responses.RequestsMock() as mock:
         mock.add(responses.POST, TOKEN_ENDPOINT, **answer)
@@ -201,20 +236,30 @@ def test_pass_through_upstream_garbage_is_a_page_for_people_and_json_for_devices
         page = app.get("/auth/redirect", {"state": query["state"], "code": "c"}, expect_errors=True)
         assert_page(page, status)
         assert poll(app, code["device_code"]).json["error"] == "access_denied"
-        proxied = app.post("/device/proxy", {"grant_type": "refresh_token", "client_id": "test-client",
-                                             "refresh_token": "r"}, expect_errors=True)
+        proxied = app.post(
+            "/device/proxy",
+            {"grant_type": "refresh_token", "client_id": "test-client", "refresh_token": "r"},
+            expect_errors=True,
+        )
     assert proxied.status_int == status and proxied.json["error"].startswith("upstream_")
 
 
-@pytest.mark.parametrize("answer, status", [
-    pytest.param({"body": requests.ConnectionError("refused")}, 502, id="down"),
-    pytest.param({"body": requests.ReadTimeout("slow")}, 504, id="slow"),
-    pytest.param({"status": 200, "body": '{"serviceSouscrit": [{"poi', "content_type": "application/json"}, 502,
-                 id="truncated"),
-    pytest.param({"status": 500, "body": "<html>error</html>", "content_type": "text/html"}, 502, id="HTML"),
-])
-def test_a_v2_return_enedis_cannot_answer_for_is_a_page(make_web, make_config, sqlite_store, clock, enedis_mock,
-                                                        answer, status):
+@pytest.mark.parametrize(
+    "answer, status",
+    [
+        pytest.param({"body": requests.ConnectionError("refused")}, 502, id="down"),
+        pytest.param({"body": requests.ReadTimeout("slow")}, 504, id="slow"),
+        pytest.param(
+            {"status": 200, "body": '{"serviceSouscrit": [{"poi', "content_type": "application/json"},
+            502,
+            id="truncated",
+        ),
+        pytest.param({"status": 500, "body": "<html>error</html>", "content_type": "text/html"}, 502, id="HTML"),
+    ],
+)
+def test_a_v2_return_enedis_cannot_answer_for_is_a_page(
+    make_web, make_config, sqlite_store, clock, enedis_mock, answer, status
+):
     """ENEDIS_AUTHORIZE_VERSION=v2 sends back an autorisation_id that only Enedis can turn into meters."""
     config = make_config(ENEDIS_AUTHORIZE_VERSION="v2")
     app = make_web(config, upstream=EnedisClient(config, sqlite_store, clock=clock, sleep=clock.advance))
@@ -228,6 +273,7 @@ def test_a_v2_return_enedis_cannot_answer_for_is_a_page(make_web, make_config, s
 
 
 # --- Enedis, live: the demo server and its simulated Enedis
+
 
 def test_enedis_slow_or_garbled_through_a_live_server(live_server):
     base = live_server(UPSTREAM_READ_TIMEOUT="1", ENEDIS_API_MODE="legacy")
@@ -258,6 +304,7 @@ def test_upstream_token_endpoint_down_gives_people_a_page_on_a_live_server(live_
 
 
 # --- a process killed with SIGKILL
+
 
 def test_sigkill_during_traffic_loses_no_delivered_token(live_server, tmp_path):
     """Tokens delivered before the kill - and those delivered by refreshes still
@@ -302,7 +349,8 @@ def test_sigkill_during_traffic_loses_no_delivered_token(live_server, tmp_path):
     # a loaded machine may take longer than usual to get there.
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and not (
-            len(collected) == len(approved) and all(old != new for old, new in zip(chains, latest))):
+        len(collected) == len(approved) and all(old != new for old, new in zip(chains, latest))
+    ):
         time.sleep(0.05)
     time.sleep(0.2)
     server = live_server.processes[-1]

@@ -1,15 +1,23 @@
 """The flow module on its own: codes, life cycle, one-time delivery, rotation, versions."""
 
 import pytest
+from helpers import at_once
 
-from deviceflow.errors import (AccessDenied, AuthorizationPending, ExpiredToken, InvalidClient, InvalidGrant,
-                               PageError, SlowDown, VersionMismatch)
+from deviceflow.errors import (
+    AccessDenied,
+    AuthorizationPending,
+    ExpiredToken,
+    InvalidClient,
+    InvalidGrant,
+    PageError,
+    SlowDown,
+    VersionMismatch,
+)
 from deviceflow.flow import DeviceFlow
 from deviceflow.flow.clients import application_name, check_user_agent
 from deviceflow.flow.device_authorization import USER_CODE_ALPHABET, normalize_user_code
 from deviceflow.store import SQLiteStore, digest
 from deviceflow.usage_points import parse_usage_points
-from helpers import at_once
 
 PRM = "11111111111111"
 
@@ -38,17 +46,28 @@ def test_user_code_collisions_are_retried(flow, any_store, monkeypatch):
     assert flow.authorization.issue_codes("test-client")["user_code"] == "BCDF-GHJK"
 
 
-@pytest.mark.parametrize("typed, expected", [
-    ("wdjb-mjht", "WDJBMJHT"), (" WDJB MJHT ", "WDJBMJHT"), ("WDJBMJHT", "WDJBMJHT"),
-    ("WDJB-MJH", None), ("WDJA-MJHT", None), ("", None), ("WDJB-MJHT-X", None),
-])
+@pytest.mark.parametrize(
+    "typed, expected",
+    [
+        ("wdjb-mjht", "WDJBMJHT"),
+        (" WDJB MJHT ", "WDJBMJHT"),
+        ("WDJBMJHT", "WDJBMJHT"),
+        ("WDJB-MJH", None),
+        ("WDJA-MJHT", None),
+        ("", None),
+        ("WDJB-MJHT-X", None),
+    ],
+)
 def test_normalize_user_code(typed, expected):
     assert normalize_user_code(typed) == expected
 
 
 def test_usage_points_split_on_semicolon_and_comma():
     assert parse_usage_points("11111111111111;22222222222222,33333333333333") == [
-        "11111111111111", "22222222222222", "33333333333333"]
+        "11111111111111",
+        "22222222222222",
+        "33333333333333",
+    ]
     assert parse_usage_points("11111111111111;11111111111111") == ["11111111111111"]
     for bad in ("", "1111", "11111111111111;x", "111111111111111"):
         with pytest.raises(ValueError):
@@ -158,11 +177,21 @@ def test_refresh_token_survives_a_restart_on_the_same_file(config, tmp_path):
     assert renewed["usage_points_id"] == PRM
 
 
-@pytest.mark.parametrize("agent, ok", [
-    ("DomoticzLinky/2.6.0", True), ("DomoticzLinky/2.5.0", True), ("DomoticzLinky/3", True),
-    ("DomoticzLinky/2.4.99", False), ("DomoticzLinky/2.5.0 (Linux)", True), ("curl/8.0.1", True),
-    ("python-requests", False), ("", False), (None, False), ("Linky/abc", False),
-])
+@pytest.mark.parametrize(
+    "agent, ok",
+    [
+        ("DomoticzLinky/2.6.0", True),
+        ("DomoticzLinky/2.5.0", True),
+        ("DomoticzLinky/3", True),
+        ("DomoticzLinky/2.4.99", False),
+        ("DomoticzLinky/2.5.0 (Linux)", True),
+        ("curl/8.0.1", True),
+        ("python-requests", False),
+        ("", False),
+        (None, False),
+        ("Linky/abc", False),
+    ],
+)
 def test_version_min(make_config, agent, ok):
     config = make_config(VERSION_MIN="2.5.0")
     if ok:
@@ -176,7 +205,14 @@ def test_no_version_min_accepts_anything(config):
     check_user_agent(config, None)
 
 
-@pytest.mark.parametrize("agent, name", [("DomoticzLinky/2.6.0", "DomoticzLinky"), ("<script>/1", ""),
-                                         ("", ""), ("HomeAssistant/2026.11 aiohttp", "HomeAssistant")])
+@pytest.mark.parametrize(
+    "agent, name",
+    [
+        ("DomoticzLinky/2.6.0", "DomoticzLinky"),
+        ("<script>/1", ""),
+        ("", ""),
+        ("HomeAssistant/2026.11 aiohttp", "HomeAssistant"),
+    ],
+)
 def test_application_name(agent, name):
     assert application_name(agent) == name

@@ -5,17 +5,15 @@ import os
 from collections import Counter
 
 import pytest
-import requests
-from webtest import TestApp
-
 from browser import Browser
-from deviceflow.store import MongoStore
-from deviceflow.web import make_app
 from helpers import DEVICE_GRANT, PRM1, at_once, confirm, consent, get_code, poll
 from test_e2e import PRM, device_post
+from webtest import TestApp
+
+from deviceflow.store import MongoStore
+from deviceflow.web import make_app
 
 RACERS = 30
-
 
 
 @pytest.fixture
@@ -37,6 +35,7 @@ def test_two_processes_on_one_sqlite_file_deliver_once(two_instances):
 
     def poller(base):
         return lambda: device_post(base, "/device/token", grant_type=DEVICE_GRANT, device_code=code["device_code"])
+
     answers = at_once([poller(a if i % 2 else b) for i in range(RACERS)])
     statuses = Counter(answer.status_code for answer in answers)
     assert statuses == {200: 1, 400: RACERS - 1}, statuses
@@ -62,8 +61,13 @@ def test_a_confirmation_form_from_one_instance_is_accepted_by_the_other(two_inst
 
 def mongo_instances(client, config, clock):
     """Two application instances, each with its own MongoStore object, on one database."""
-    return [TestApp(make_app(config, MongoStore(client, "deviceflow-instances", clock=clock), clock=clock),
-                    extra_environ={"REMOTE_ADDR": "192.0.2.10"}) for _ in range(2)]
+    return [
+        TestApp(
+            make_app(config, MongoStore(client, "deviceflow-instances", clock=clock), clock=clock),
+            extra_environ={"REMOTE_ADDR": "192.0.2.10"},
+        )
+        for _ in range(2)
+    ]
 
 
 def test_two_instances_on_one_mongodb_share_a_flow(config, clock):

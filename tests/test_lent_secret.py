@@ -11,13 +11,17 @@ from urllib.parse import parse_qs
 
 import pytest
 import responses
-
-from deviceflow.store import digest
 from helpers import PRM1, confirm, get_code, poll
 
+from deviceflow.store import digest
+
 TOKEN_URL = "https://oauth.example.org/token"
-UPSTREAM_TOKENS = {"access_token": "up-access", "refresh_token": "up-refresh", "token_type": "Bearer",
-                   "expires_in": 3600}
+UPSTREAM_TOKENS = {
+    "access_token": "up-access",
+    "refresh_token": "up-refresh",
+    "token_type": "Bearer",
+    "expires_in": 3600,
+}
 OUTCOMES = ["approved", "refused at consent", "refused by upstream", "expired", "abandoned", "-cg"]
 
 
@@ -52,8 +56,7 @@ def lent_rows(store):
 
 
 @pytest.mark.parametrize("outcome", OUTCOMES)
-def test_a_lent_secret_is_never_in_the_store_files_and_is_erased_on_every_outcome(lending, upstream, clock,
-                                                                                   outcome):
+def test_a_lent_secret_is_never_in_the_store_files_and_is_erased_on_every_outcome(lending, upstream, clock, outcome):
     app, store = lending
     secret = "lent-" + secrets.token_hex(16)
     if outcome == "refused by upstream":

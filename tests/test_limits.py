@@ -6,16 +6,25 @@ import re
 from pathlib import Path
 
 import pytest
+from helpers import get_code
 from webtest import TestApp
 
 from deviceflow.errors import PageError
 from deviceflow.flow import DeviceFlow
-from deviceflow.flow.device_authorization import (DEVICE_CODES_PER_ADDRESS, DEVICE_CODES_WINDOW, USER_CODE_ALPHABET,
-                                                  USER_CODE_LENGTH)
-from deviceflow.flow.verification import (GUESSES_CEILING, GUESSES_GLOBAL, GUESSES_GLOBAL_WINDOW, GUESSES_PER_ADDRESS,
-                                          GUESSES_PER_ADDRESS_WINDOW)
+from deviceflow.flow.device_authorization import (
+    DEVICE_CODES_PER_ADDRESS,
+    DEVICE_CODES_WINDOW,
+    USER_CODE_ALPHABET,
+    USER_CODE_LENGTH,
+)
+from deviceflow.flow.verification import (
+    GUESSES_CEILING,
+    GUESSES_GLOBAL,
+    GUESSES_GLOBAL_WINDOW,
+    GUESSES_PER_ADDRESS,
+    GUESSES_PER_ADDRESS_WINDOW,
+)
 from deviceflow.middleware import ClientAddress
-from helpers import get_code
 
 SECURITY = Path(__file__).resolve().parent.parent / "docs" / "security.md"
 
@@ -26,6 +35,7 @@ def wrong_guess(app, address=None, **kwargs):
 
 
 # --- failed user-code entries
+
 
 def test_past_the_address_budget_even_the_right_code_waits(app):
     """Otherwise a 429 for wrong codes and a page for the right one would tell a guesser when he hit."""
@@ -105,6 +115,7 @@ def test_spending_the_global_budget_is_logged_once(config, sqlite_store, clock, 
 
 # --- POST /device/code
 
+
 def test_device_codes_per_address_are_limited_with_retry_after(app):
     for _ in range(DEVICE_CODES_PER_ADDRESS):
         assert app.post("/device/code", {"client_id": "test-client"}).status_int == 200
@@ -112,8 +123,9 @@ def test_device_codes_per_address_are_limited_with_retry_after(app):
     assert refused.json["error"] == "too_many_requests" and refused.json["error_description"].isascii()
     assert int(refused.headers["Retry-After"]) == DEVICE_CODES_WINDOW
     assert refused.headers["Cache-Control"] == "no-store"
-    assert app.post("/device/code", {"client_id": "test-client"}, extra_environ={"REMOTE_ADDR": "192.0.2.77"},
-                    status=200)
+    assert app.post(
+        "/device/code", {"client_id": "test-client"}, extra_environ={"REMOTE_ADDR": "192.0.2.77"}, status=200
+    )
 
 
 def test_device_code_budget_comes_back_after_its_window(app, clock):
@@ -133,6 +145,7 @@ def test_refused_requests_do_not_eat_the_device_code_budget(app):
 
 # --- the client address the limits count
 
+
 def echo_address(environ, start_response):
     """A WSGI app showing what the middleware leaves for the app behind it."""
     start_response("200 OK", [("Content-Type", "text/plain")])
@@ -143,14 +156,16 @@ def echo_address(environ, start_response):
 
 def through(trusted, peer, **headers):
     from deviceflow.config import load
+
     proxies = load({"CLIENT_ID": "c", "TRUSTED_PROXIES": trusted}, dotenv_path=None).trusted_proxies
     app = TestApp(ClientAddress(echo_address, proxies))
     return app.get("/", headers=headers, extra_environ={"REMOTE_ADDR": peer}).text.split()
 
 
 def test_forwarded_headers_from_an_untrusted_peer_are_ignored_and_removed():
-    assert through("", "198.51.100.9", **{"X-Forwarded-For": "10.9.9.9", "X-Forwarded-Proto": "https",
-                                          "Forwarded": "for=10.9.9.9"}) == ["198.51.100.9", "http"]
+    assert through(
+        "", "198.51.100.9", **{"X-Forwarded-For": "10.9.9.9", "X-Forwarded-Proto": "https", "Forwarded": "for=10.9.9.9"}
+    ) == ["198.51.100.9", "http"]
     assert through("10.0.0.1", "198.51.100.9", **{"X-Forwarded-For": "10.9.9.9"}) == ["198.51.100.9", "http"]
 
 

@@ -4,10 +4,10 @@ import logging
 import sqlite3
 
 import pytest
+from helpers import PRM1, consent, get_code, poll, refresh, tokens_for
 from prometheus_client.parser import text_string_to_metric_families
 
 from deviceflow.metrics import BUDGET_WAITS, ENEDIS_CALLS, Metrics, recent
-from helpers import PRM1, consent, get_code, poll, refresh, tokens_for
 
 TOKEN = "scrape-token-0123456789"
 
@@ -16,9 +16,12 @@ def scrape(app, **headers):
     """The samples of /metrics as {(name, (label values...)): value}."""
     response = app.get("/metrics", headers=headers)
     assert response.content_type == "text/plain"
-    return {(s.name, tuple(s.labels.values())): s.value
-            for family in text_string_to_metric_families(response.text) for s in family.samples
-            if not s.name.endswith("_created")}
+    return {
+        (s.name, tuple(s.labels.values())): s.value
+        for family in text_string_to_metric_families(response.text)
+        for s in family.samples
+        if not s.name.endswith("_created")
+    }
 
 
 @pytest.fixture
@@ -56,11 +59,14 @@ def test_refused_consent_counts_as_denied(metered):
 def test_store_errors_are_counted(metered, sqlite_store, monkeypatch):
     def broken(*args, **kwargs):
         raise sqlite3.OperationalError("disk I/O error")
+
     monkeypatch.setattr(sqlite_store, "_conn", broken)  # every read
     monkeypatch.setattr(sqlite_store, "_connect", broken)  # the writer, once dropped
     monkeypatch.setattr(sqlite_store, "_writer", None)
-    assert metered.post("/device/code", {"client_id": "test-client"}, status=503).json["error"] == \
-        "temporarily_unavailable"
+    assert (
+        metered.post("/device/code", {"client_id": "test-client"}, status=503).json["error"]
+        == "temporarily_unavailable"
+    )
     monkeypatch.undo()
     assert scrape(metered)[("deviceflow_store_errors_total", ())] >= 1
 
@@ -113,12 +119,14 @@ def test_counting_survives_a_store_that_is_down(mongo_store, clock):
 
             def fail(*args, **kwargs):
                 raise AutoReconnect("down")
+
             return fail
+
     mongo_store.col = Down()
     metrics = Metrics(mongo_store, clock)
     mongo_store.on_error = metrics.store_errors.inc
     metrics.enedis_call("data", 200)  # no exception
-    assert 'deviceflow_store_errors_total 1.0' in metrics.exposition()[0].decode()
+    assert "deviceflow_store_errors_total 1.0" in metrics.exposition()[0].decode()
 
 
 def test_a_metrics_object_without_store_only_counts():
@@ -128,6 +136,7 @@ def test_a_metrics_object_without_store_only_counts():
 
 
 # --- access log
+
 
 def test_one_access_line_per_request_without_secrets(app, caplog):
     caplog.set_level(logging.INFO, logger="deviceflow.access")
@@ -165,8 +174,9 @@ def test_access_log_shows_the_client_behind_a_trusted_proxy(make_web, make_confi
     caplog.set_level(logging.INFO, logger="deviceflow.access")
     app = make_web(make_config(TRUSTED_PROXIES="192.0.2.10"))
     app.get("/healthz", headers={"X-Forwarded-For": "203.0.113.7"})
-    assert [r.getMessage().split(" ")[:3] for r in caplog.records if r.name == "deviceflow.access"] == \
-        [["203.0.113.7", "GET", "/healthz"]]
+    assert [r.getMessage().split(" ")[:3] for r in caplog.records if r.name == "deviceflow.access"] == [
+        ["203.0.113.7", "GET", "/healthz"]
+    ]
 
 
 def test_an_app_counts_into_the_metrics_it_is_given(make_config, sqlite_store, clock):

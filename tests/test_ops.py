@@ -1,14 +1,14 @@
 """Operator tools: moving the PHP server's refresh tokens over, stats, revocation."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from helpers import PHP_CSV, PRM1, PRM2, get_code, php_token, refresh, tokens_for
 
 from deviceflow import ops
 from deviceflow.flow import DeviceFlow
 from deviceflow.metrics import Metrics
 from deviceflow.store import digest
-from helpers import PHP_CSV, PRM1, PRM2, get_code, php_token, refresh, tokens_for
 
 
 @pytest.fixture
@@ -23,25 +23,31 @@ def csv_rows():
 
 # --- PHP values
 
-@pytest.mark.parametrize("serialized, text", [
-    ('s:14:"11111111111111";', "11111111111111"),
-    ('s:29:"11111111111111;22222222222222";', "11111111111111;22222222222222"),
-    ('s:0:"";', ""),
-    ('s:2:"\u00e9";', "\u00e9"),  # PHP counts bytes, not characters
-    ('s:3:"a"b";\n', 'a"b'),
-])
+
+@pytest.mark.parametrize(
+    "serialized, text",
+    [
+        ('s:14:"11111111111111";', "11111111111111"),
+        ('s:29:"11111111111111;22222222222222";', "11111111111111;22222222222222"),
+        ('s:0:"";', ""),
+        ('s:2:"\u00e9";', "\u00e9"),  # PHP counts bytes, not characters
+        ('s:3:"a"b";\n', 'a"b'),
+    ],
+)
 def test_php_strings_are_read(serialized, text):
     assert ops.php_string(serialized) == text
 
 
-@pytest.mark.parametrize("serialized", ['s:1:"\u00e9";', 's:3:"ab";', "N;", "i:3;", 'a:1:{i:0;s:1:"a";}',
-                                        "11111111111111"])
+@pytest.mark.parametrize(
+    "serialized", ['s:1:"\u00e9";', 's:3:"ab";', "N;", "i:3;", 'a:1:{i:0;s:1:"a";}', "11111111111111"]
+)
 def test_other_php_values_are_refused(serialized):
     with pytest.raises(ValueError):
         ops.php_string(serialized)
 
 
 # --- import from the PostgreSQL CSV export
+
 
 def test_csv_import_files_live_tokens_and_says_why_others_were_skipped(flow):
     summary = ops.import_php(flow, csv_rows())
@@ -64,11 +70,11 @@ def test_imported_token_refreshes_through_device_token(flow, make_web, config, s
 def test_imported_tokens_keep_their_expiry_and_are_stored_hashed(flow, sqlite_store, clock, tmp_path):
     ops.import_php(flow, csv_rows())
     record = sqlite_store.get("refresh", digest(php_token(3)))
-    assert record["expires"] == datetime(2029, 12, 31, 23, 59, 59, tzinfo=timezone.utc).timestamp()
+    assert record["expires"] == datetime(2029, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
     assert record["usage_points"] == ["44444444444444", "55555555555555"] and record["client_id"] == "test-client"
     raw = b"".join(p.read_bytes() for p in tmp_path.glob("store.sqlite3*"))
     assert php_token(3).encode() not in raw
-    clock.now = datetime(2029, 12, 31, 23, 59, 59, 1, tzinfo=timezone.utc).timestamp()
+    clock.now = datetime(2029, 12, 31, 23, 59, 59, 1, tzinfo=UTC).timestamp()
     assert sqlite_store.get("refresh", digest(php_token(3))) is None
 
 
@@ -104,15 +110,19 @@ def test_csv_dates_without_offset_follow_the_given_zone():
     from zoneinfo import ZoneInfo
 
     lines = ['refresh_token:abc,"s:14:""11111111111111"";",2030-06-01 10:00:00']
-    row, = ops.rows_from_csv(lines, ZoneInfo("Europe/Paris"))
-    assert row.expires == datetime(2030, 6, 1, 8, tzinfo=timezone.utc)
+    (row,) = ops.rows_from_csv(lines, ZoneInfo("Europe/Paris"))
+    assert row.expires == datetime(2030, 6, 1, 8, tzinfo=UTC)
 
 
 def test_malformed_rows_and_repeated_tokens_are_skipped(flow):
-    lines = ["key,value,expire_at", "only,two", f'refresh_token:{php_token(7)},"s:14:""11111111111111"";",someday',
-             f'refresh_token:{php_token(8)},"s:14:""11111111111111"";",2030-01-01 00:00:00',
-             f'refresh_token:{php_token(8)},"s:14:""11111111111111"";",2030-01-01 00:00:00',
-             'refresh_token:,"s:14:""11111111111111"";",2030-01-01 00:00:00']
+    lines = [
+        "key,value,expire_at",
+        "only,two",
+        f'refresh_token:{php_token(7)},"s:14:""11111111111111"";",someday',
+        f'refresh_token:{php_token(8)},"s:14:""11111111111111"";",2030-01-01 00:00:00',
+        f'refresh_token:{php_token(8)},"s:14:""11111111111111"";",2030-01-01 00:00:00',
+        'refresh_token:,"s:14:""11111111111111"";",2030-01-01 00:00:00',
+    ]
     summary = ops.import_php(flow, ops.rows_from_csv(lines))
     assert summary.imported == 1
     assert dict(summary.skipped) == {ops.MALFORMED: 1, ops.BAD_EXPIRY: 1, ops.DUPLICATE: 1, ops.BAD_TOKEN: 1}
@@ -120,20 +130,26 @@ def test_malformed_rows_and_repeated_tokens_are_skipped(flow):
 
 # --- import from the PHP server's MongoDB
 
+
 @pytest.fixture
 def php_mongo(clock):
     mongomock = pytest.importorskip("mongomock")
     collection = mongomock.MongoClient()["devicecode"]["cache"]
-    now = datetime.fromtimestamp(clock(), timezone.utc).replace(tzinfo=None)  # BSON dates: naive UTC
-    collection.insert_many([
-        {"key": f"refresh_token:{php_token(1)}", "value": f"{PRM1},{PRM2}", "expireAt": now + timedelta(days=900)},
-        {"key": f"refresh_token:{php_token(2)}", "value": "33333333333333;44444444444444",
-         "expireAt": now + timedelta(days=10)},
-        {"key": f"refresh_token:{php_token(3)}", "value": PRM1, "expireAt": now - timedelta(seconds=1)},
-        {"key": f"refresh_token:{php_token(4)}", "value": PRM1},  # no expiry: PHP never drops it
-        {"key": f"access_token:{php_token(5)}", "value": PRM1, "expireAt": now + timedelta(hours=3)},
-        {"key": php_token(6), "value": {"status": "pending", "timestamp": 1}, "expireAt": now},
-    ])
+    now = datetime.fromtimestamp(clock(), UTC).replace(tzinfo=None)  # BSON dates: naive UTC
+    collection.insert_many(
+        [
+            {"key": f"refresh_token:{php_token(1)}", "value": f"{PRM1},{PRM2}", "expireAt": now + timedelta(days=900)},
+            {
+                "key": f"refresh_token:{php_token(2)}",
+                "value": "33333333333333;44444444444444",
+                "expireAt": now + timedelta(days=10),
+            },
+            {"key": f"refresh_token:{php_token(3)}", "value": PRM1, "expireAt": now - timedelta(seconds=1)},
+            {"key": f"refresh_token:{php_token(4)}", "value": PRM1},  # no expiry: PHP never drops it
+            {"key": f"access_token:{php_token(5)}", "value": PRM1, "expireAt": now + timedelta(hours=3)},
+            {"key": php_token(6), "value": {"status": "pending", "timestamp": 1}, "expireAt": now},
+        ]
+    )
     return collection
 
 
@@ -141,8 +157,7 @@ def test_mongodb_import_reads_refresh_tokens_only(flow, php_mongo, sqlite_store,
     summary = ops.import_php(flow, ops.rows_from_mongodb(php_mongo))
     assert (summary.read, summary.imported, dict(summary.skipped)) == (4, 3, {ops.EXPIRED: 1})
     assert sqlite_store.get("refresh", digest(php_token(1)))["usage_points"] == [PRM1, PRM2]
-    assert sqlite_store.get("refresh", digest(php_token(2)))["usage_points"] == ["33333333333333",
-                                                                                       "44444444444444"]
+    assert sqlite_store.get("refresh", digest(php_token(2)))["usage_points"] == ["33333333333333", "44444444444444"]
     assert sqlite_store.get("refresh", digest(php_token(4)))["expires"] == clock() + 3 * 365 * 86400
 
 
@@ -154,6 +169,7 @@ def test_mongodb_import_into_a_mongodb_store_refreshes(php_mongo, mongo_store, c
 
 
 # --- stats and revocation
+
 
 def test_stats_count_what_the_store_holds(make_web, config, sqlite_store, flow, clock):
     app = make_web(config, sqlite_store)
@@ -180,8 +196,7 @@ def test_revoking_a_usage_point_ends_every_authorization_covering_it(make_web, c
     assert sorted(revoked) == [[PRM1], [PRM1, PRM2]]
     for tokens in (alone, shared):
         assert refresh(app, tokens["refresh_token"]).json["error"] == "invalid_grant"
-        assert flow.store.get("chain", flow.store.get("access", digest(tokens["access_token"]))["chain"])[
-            "revoked"]
+        assert flow.store.get("chain", flow.store.get("access", digest(tokens["access_token"]))["chain"])["revoked"]
     assert refresh(app, other["refresh_token"]).status_int == 200
     assert ops.revoke_usage_point(flow, PRM1) == []
 

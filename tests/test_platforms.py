@@ -14,10 +14,16 @@ SPEC = importlib.util.spec_from_file_location("addon_platforms", REPO / "addon" 
 platforms = importlib.util.module_from_spec(SPEC)
 SPEC.loader.exec_module(platforms)
 
-AMD64 = {"cryptography": ("50.0.2", "wheel (abi3, musllinux_1_2_x86_64)"),
-         "pymongo": ("4.20.1", platforms.SOURCE), "dnspython": ("2.9.2", "wheel (pure Python)")}
-AARCH64 = {"cryptography": ("50.0.2", "wheel (abi3, musllinux_1_2_aarch64)"),
-           "pymongo": ("4.20.1", platforms.SOURCE), "dnspython": ("2.9.2", "wheel (pure Python)")}
+AMD64 = {
+    "cryptography": ("50.0.2", "wheel (abi3, musllinux_1_2_x86_64)"),
+    "pymongo": ("4.20.1", platforms.SOURCE),
+    "dnspython": ("2.9.2", "wheel (pure Python)"),
+}
+AARCH64 = {
+    "cryptography": ("50.0.2", "wheel (abi3, musllinux_1_2_aarch64)"),
+    "pymongo": ("4.20.1", platforms.SOURCE),
+    "dnspython": ("2.9.2", "wheel (pure Python)"),
+}
 
 
 def test_it_reads_the_base_images_python_and_alpine_from_the_dockerfile():
@@ -28,19 +34,29 @@ def test_it_reads_the_base_images_python_and_alpine_from_the_dockerfile():
 
 
 def test_an_alpine_pip_takes_musllinux_wheels_up_to_musl_1_2():
-    assert platforms.musl_platforms("aarch64") == ["musllinux_1_2_aarch64", "musllinux_1_1_aarch64",
-                                                   "musllinux_1_0_aarch64"]
+    assert platforms.musl_platforms("aarch64") == [
+        "musllinux_1_2_aarch64",
+        "musllinux_1_1_aarch64",
+        "musllinux_1_0_aarch64",
+    ]
 
 
-@pytest.mark.parametrize("filename, expected", [
-    ("bottle-0.13.5-py2.py3-none-any.whl", ("bottle", "0.13.5", "wheel (pure Python)")),
-    ("cryptography-50.0.2-cp311-abi3-musllinux_1_2_x86_64.whl",
-     ("cryptography", "50.0.2", "wheel (abi3, musllinux_1_2_x86_64)")),
-    ("charset_normalizer-3.5.3-cp313-cp313-musllinux_1_2_aarch64.whl",
-     ("charset-normalizer", "3.5.3", "wheel (cp313, musllinux_1_2_aarch64)")),
-    ("prometheus_client-0.26.0-1-py3-none-any.whl", ("prometheus-client", "0.26.0", "wheel (pure Python)")),
-    ("pymongo-4.20.1.tar.gz", ("pymongo", "4.20.1", "source")),
-])
+@pytest.mark.parametrize(
+    "filename, expected",
+    [
+        ("bottle-0.13.5-py2.py3-none-any.whl", ("bottle", "0.13.5", "wheel (pure Python)")),
+        (
+            "cryptography-50.0.2-cp311-abi3-musllinux_1_2_x86_64.whl",
+            ("cryptography", "50.0.2", "wheel (abi3, musllinux_1_2_x86_64)"),
+        ),
+        (
+            "charset_normalizer-3.5.3-cp313-cp313-musllinux_1_2_aarch64.whl",
+            ("charset-normalizer", "3.5.3", "wheel (cp313, musllinux_1_2_aarch64)"),
+        ),
+        ("prometheus_client-0.26.0-1-py3-none-any.whl", ("prometheus-client", "0.26.0", "wheel (pure Python)")),
+        ("pymongo-4.20.1.tar.gz", ("pymongo", "4.20.1", "source")),
+    ],
+)
 def test_it_tells_a_wheel_from_a_source_distribution(filename, expected):
     assert platforms.distribution(filename) == expected
 
@@ -49,15 +65,19 @@ def test_the_table_has_a_row_a_package_and_a_column_an_architecture():
     text = platforms.table({"amd64": AMD64, "aarch64": AARCH64}, direct=["cryptography", "pymongo"])
     rows = text.splitlines()
     assert rows[0] == "| dependency | version | amd64 | aarch64 |"
-    assert rows[2] == ("| cryptography | 50.0.2 | wheel (abi3, musllinux_1_2_x86_64) "
-                       "| wheel (abi3, musllinux_1_2_aarch64) |")
+    assert rows[2] == (
+        "| cryptography | 50.0.2 | wheel (abi3, musllinux_1_2_x86_64) | wheel (abi3, musllinux_1_2_aarch64) |"
+    )
     assert rows[3] == f"| pymongo | 4.20.1 | {platforms.SOURCE} | {platforms.SOURCE} |"
     assert rows[4].startswith("| dnspython (needed by another) | 2.9.2 |")
 
 
 def test_the_image_gets_one_version_of_each_package_on_every_architecture():
     assert platforms.tested_versions({"amd64": AMD64, "aarch64": AARCH64}) == {
-        "cryptography": "50.0.2", "dnspython": "2.9.2", "pymongo": "4.20.1"}
+        "cryptography": "50.0.2",
+        "dnspython": "2.9.2",
+        "pymongo": "4.20.1",
+    }
     with pytest.raises(ValueError, match="cryptography"):
         platforms.tested_versions({"amd64": AMD64, "aarch64": {**AARCH64, "cryptography": ("49.0", "wheel")}})
 
@@ -68,8 +88,10 @@ def test_a_constraints_file_that_no_longer_matches_is_named_stale():
     assert platforms.pins(text) == versions and "amd64 and aarch64" in text
     assert platforms.pin_problems(platforms.pins(text), versions) == []
     assert platforms.pin_problems({"cryptography": "49.0", "bottle": "0.13"}, versions) == [
-        "pymongo 4.20.1 installs but is not pinned", "bottle is pinned but no longer installed",
-        "cryptography resolved to 50.0.2, pinned 49.0"]
+        "pymongo 4.20.1 installs but is not pinned",
+        "bottle is pinned but no longer installed",
+        "cryptography resolved to 50.0.2, pinned 49.0",
+    ]
 
 
 def test_the_committed_constraints_pin_every_runtime_dependency_within_its_range():

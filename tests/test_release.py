@@ -23,8 +23,12 @@ def root(tmp_path):
 
 
 def check(root, tag):
-    return subprocess.run([sys.executable, str(REPO / "addon" / "check_release.py"), tag, "--root", str(root)],
-                          capture_output=True, text=True, timeout=30)
+    return subprocess.run(
+        [sys.executable, str(REPO / "addon" / "check_release.py"), tag, "--root", str(root)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
 
 
 def bump(root, version, files=("pyproject.toml", "addon/config.json", "addon/CHANGELOG.md")):
@@ -48,8 +52,9 @@ def test_a_tag_that_agrees_gives_the_version_and_the_image_of_each_arch(root):
     outputs = dict(line.split("=", 1) for line in result.stdout.splitlines())
     assert outputs["version"] == "0.2.0"
     config = json.loads((root / "addon" / "config.json").read_text())
-    assert json.loads(outputs["images"]) == {arch: config["image"].replace("{arch}", arch)
-                                             for arch in ("amd64", "aarch64")}
+    assert json.loads(outputs["images"]) == {
+        arch: config["image"].replace("{arch}", arch) for arch in ("amd64", "aarch64")
+    }
 
 
 def test_the_repository_as_it_is_agrees_with_its_own_version():

@@ -16,8 +16,14 @@ import requests
 from deviceflow import config as configuration
 
 REPO = Path(__file__).resolve().parents[1]
-OPTIONS = {"base_url": "https://enedis.example.org", "client_id": "enedis-app", "client_secret": "s3cr3t-opt",
-           "flow": "client_credentials", "enedis_authorize_version": "v2", "log_level": "info"}
+OPTIONS = {
+    "base_url": "https://enedis.example.org",
+    "client_id": "enedis-app",
+    "client_secret": "s3cr3t-opt",
+    "flow": "client_credentials",
+    "enedis_authorize_version": "v2",
+    "log_level": "info",
+}
 
 
 def free_port():
@@ -44,6 +50,7 @@ def data_dir(tmp_path):
         path = data / "options.json"
         path.write_text(text if text is not None else json.dumps({**OPTIONS, **changes}))
         return path
+
     write.path = data
     return write
 
@@ -76,9 +83,14 @@ def clone_run_sh(tmp_path):
 def serve(processes, run_sh, options_path, cwd):
     port = free_port()
     log = cwd / "server.log"
-    process = subprocess.Popen(["bash", str(run_sh), "--host", "127.0.0.1", "--port", str(port)], cwd=cwd,
-                               env=clean_env(OPTIONS_PATH=str(options_path)), stdin=subprocess.DEVNULL,
-                               stdout=subprocess.DEVNULL, stderr=open(log, "wb"))
+    process = subprocess.Popen(
+        ["bash", str(run_sh), "--host", "127.0.0.1", "--port", str(port)],
+        cwd=cwd,
+        env=clean_env(OPTIONS_PATH=str(options_path)),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=open(log, "wb"),
+    )
     processes.append(process)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
@@ -112,21 +124,35 @@ def test_from_a_clone_run_sh_serves_with_an_options_file(processes, clone_run_sh
     base = serve(processes, clone_run_sh, data_dir(flow="device", enedis_api_mode="legacy"), cwd=tmp_path)
     health = requests.get(f"{base}/healthz", timeout=5).json()
     assert (health["flow"], health["api_mode"]) == ("device", "legacy")
-    assert requests.get(f"{base}/.well-known/oauth-authorization-server", timeout=5).json()["issuer"] == \
-        "https://enedis.example.org"
+    assert (
+        requests.get(f"{base}/.well-known/oauth-authorization-server", timeout=5).json()["issuer"]
+        == "https://enedis.example.org"
+    )
 
 
 def run_to_exit(run_sh, cwd, **env):
-    return subprocess.run(["bash", str(run_sh), "--host", "127.0.0.1", "--port", str(free_port())], cwd=cwd,
-                          env=clean_env(**env), stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        ["bash", str(run_sh), "--host", "127.0.0.1", "--port", str(free_port())],
+        cwd=cwd,
+        env=clean_env(**env),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
-@pytest.mark.parametrize("text, expected", [
-    ('{"client_id": "enedis-app", ', "is not valid JSON"),
-    ('{"client_id": "enedis-app", "flow": "implicit"}', "option flow must be one of"),
-    ('{"client_id": "enedis-app", "client_secret": "s3cr3t-opt", "base_url": "enedis.example.org"}',
-     "(option base_url in "),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ('{"client_id": "enedis-app", ', "is not valid JSON"),
+        ('{"client_id": "enedis-app", "flow": "implicit"}', "option flow must be one of"),
+        (
+            '{"client_id": "enedis-app", "client_secret": "s3cr3t-opt", "base_url": "enedis.example.org"}',
+            "(option base_url in ",
+        ),
+    ],
+)
 def test_a_malformed_options_file_gives_one_clear_line(image_run_sh, data_dir, tmp_path, text, expected):
     path = data_dir(text)
     result = run_to_exit(image_run_sh, tmp_path, OPTIONS_PATH=str(path))
@@ -145,10 +171,16 @@ def test_in_the_image_the_options_default_to_data_options_json(image_run_sh, tmp
     assert result.stderr.strip() == "deviceflow: configuration error: options file /data/options.json not found"
 
 
-@pytest.mark.parametrize("options, demo", [({**OPTIONS, "demo": True}, True), ({**OPTIONS, "demo": False}, False),
-                                           (OPTIONS, False), ('{"demo": true', False)])
-def test_in_the_image_run_sh_starts_the_demo_when_the_option_says_so(image_run_sh, data_dir, tmp_path,
-                                                                      options, demo):
+@pytest.mark.parametrize(
+    "options, demo",
+    [
+        ({**OPTIONS, "demo": True}, True),
+        ({**OPTIONS, "demo": False}, False),
+        (OPTIONS, False),
+        ('{"demo": true', False),
+    ],
+)
+def test_in_the_image_run_sh_starts_the_demo_when_the_option_says_so(image_run_sh, data_dir, tmp_path, options, demo):
     """The command the image runs, seen by a stand-in `deviceflow` that writes down its arguments."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -158,8 +190,15 @@ def test_in_the_image_run_sh_starts_the_demo_when_the_option_says_so(image_run_s
     path = data_dir(options if isinstance(options, str) else json.dumps(options))
     env = clean_env(OPTIONS_PATH=str(path), ARGS_FILE=str(tmp_path / "args"))
     env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"
-    result = subprocess.run(["bash", str(image_run_sh)], cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        ["bash", str(image_run_sh)],
+        cwd=tmp_path,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert (result.returncode, result.stderr) == (0, "")  # a broken file is deviceflow's to report
     args = (tmp_path / "args").read_text().split()
     assert args[0] == "serve" and ("--demo" in args) == demo

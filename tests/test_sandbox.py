@@ -16,11 +16,21 @@ def production_folder(tmp_path):
     """A folder set up for production: its `.env` names the store, a client and the endpoints."""
     folder = tmp_path / "production"
     folder.mkdir()
-    (folder / ".env").write_text("\n".join([
-        "SQLITE_PATH=./prod.sqlite3", "CLIENT_ID=prod-client", "EXTERNAL_CLIENT_ID=deviceflow-demo",
-        "CLIENT_SECRET=prod-secret", f"AUTHORIZATION_ENDPOINT={CLOSED}/dataconnect/v1/oauth2/authorize",
-        f"TOKEN_ENDPOINT={CLOSED}/v1/oauth2/token", f"TOKEN_ENDPOINT_V3={CLOSED}/oauth2/v3/token",
-        f"DATA_ENDPOINT={CLOSED}", ""]))
+    (folder / ".env").write_text(
+        "\n".join(
+            [
+                "SQLITE_PATH=./prod.sqlite3",
+                "CLIENT_ID=prod-client",
+                "EXTERNAL_CLIENT_ID=deviceflow-demo",
+                "CLIENT_SECRET=prod-secret",
+                f"AUTHORIZATION_ENDPOINT={CLOSED}/dataconnect/v1/oauth2/authorize",
+                f"TOKEN_ENDPOINT={CLOSED}/v1/oauth2/token",
+                f"TOKEN_ENDPOINT_V3={CLOSED}/oauth2/v3/token",
+                f"DATA_ENDPOINT={CLOSED}",
+                "",
+            ]
+        )
+    )
     return folder
 
 
@@ -55,12 +65,16 @@ def test_a_demo_in_a_production_folder_leaves_the_production_store_alone(live_se
 
     # The production server refuses the demo's tokens.
     production = live_server(demo=False, workdir=folder, SQLITE_PATH=None)
-    refreshed = device_post(production, "/device/token", grant_type="refresh_token",
-                            refresh_token=tokens["refresh_token"])
+    refreshed = device_post(
+        production, "/device/token", grant_type="refresh_token", refresh_token=tokens["refresh_token"]
+    )
     assert refreshed.status_code == 400 and refreshed.json()["error"] == "invalid_grant"
-    data = requests.get(f"{production}/data/proxy/metering_data_dc/v5/daily_consumption", timeout=10,
-                        params={"usage_point_id": PRM, "start": "2026-01-01", "end": "2026-01-02"},
-                        headers={"Authorization": f"Bearer {tokens['access_token']}"})
+    data = requests.get(
+        f"{production}/data/proxy/metering_data_dc/v5/daily_consumption",
+        timeout=10,
+        params={"usage_point_id": PRM, "start": "2026-01-01", "end": "2026-01-02"},
+        headers={"Authorization": f"Bearer {tokens['access_token']}"},
+    )
     assert data.status_code == 401 and data.json()["error"] == "invalid_token"
 
 

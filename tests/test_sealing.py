@@ -11,17 +11,23 @@ from contextlib import closing
 
 import pytest
 import responses
+from helpers import PRM1, confirm, get_code, poll
 
 from deviceflow import sealing
 from deviceflow.enedis import EnedisClient
 from deviceflow.store import SQLiteStore, digest
-from helpers import PRM1, confirm, get_code, poll
 
 TOKEN_URL = "https://oauth.example.org/token"
 ENEDIS_TOKEN_URL = "https://gw.ext.prod.api.enedis.fr/oauth2/v3/token"
 # Long and unlike anything else in the store, so that finding them is finding them.
-UPSTREAM_TOKENS = {"access_token": "upstream-access-7f3c9a1e5b", "refresh_token": "upstream-refresh-2d8e4b6a0c",
-                   "token_type": "Bearer", "expires_in": 3600, "scope": "openid", "id_token": "upstream-id-9b1f"}
+UPSTREAM_TOKENS = {
+    "access_token": "upstream-access-7f3c9a1e5b",
+    "refresh_token": "upstream-refresh-2d8e4b6a0c",
+    "token_type": "Bearer",
+    "expires_in": 3600,
+    "scope": "openid",
+    "id_token": "upstream-id-9b1f",
+}
 ENEDIS_TOKEN = "enedis-app-token-4a7d2c9e1f"
 DEVICE_CODE = "a-device-code-of-forty-three-characters-xx"
 AAD = b"flow key"
@@ -46,6 +52,7 @@ def upstream():
 
 # --- the sealing functions
 
+
 def test_a_sealed_value_opens_with_its_device_code_and_associated_data_only():
     sealed = sealing.seal_to(sealing.public_key_for(DEVICE_CODE), b"the token response", AAD)
     assert sealing.open_with(DEVICE_CODE, sealed, AAD) == b"the token response"
@@ -58,14 +65,17 @@ def test_a_sealed_value_opens_with_its_device_code_and_associated_data_only():
         sealing.open_with(DEVICE_CODE, sealed, b"another flow key")
 
 
-@pytest.mark.parametrize("altered", [
-    lambda s: s[:-4] + ("AAAA" if s[-4:] != "AAAA" else "BBBB"),  # the ciphertext's end
-    lambda s: "B" + s[1:] if s[0] != "B" else "C" + s[1:],  # the ephemeral key
-    lambda s: s[:20],  # cut short
-    lambda s: "",
-    lambda s: "not base64 at all!",
-    lambda s: None,
-])
+@pytest.mark.parametrize(
+    "altered",
+    [
+        lambda s: s[:-4] + ("AAAA" if s[-4:] != "AAAA" else "BBBB"),  # the ciphertext's end
+        lambda s: "B" + s[1:] if s[0] != "B" else "C" + s[1:],  # the ephemeral key
+        lambda s: s[:20],  # cut short
+        lambda s: "",
+        lambda s: "not base64 at all!",
+        lambda s: None,
+    ],
+)
 def test_an_altered_sealed_value_does_not_open(altered):
     sealed = sealing.seal_to(sealing.public_key_for(DEVICE_CODE), b"the token response", AAD)
     with pytest.raises(sealing.CannotOpen):
@@ -76,16 +86,22 @@ def test_an_encrypted_value_opens_with_the_same_secret_only():
     blob = sealing.encrypt("client-secret", b"the token")
     assert sealing.decrypt("client-secret", blob) == b"the token"
     assert b"token" not in blob.encode()
-    for secret, value in [("client-secret2", blob), ("client-secret", blob[:-4] + "AAAA"),
-                          ("client-secret", "x"), ("client-secret", "")]:
+    for secret, value in [
+        ("client-secret2", blob),
+        ("client-secret", blob[:-4] + "AAAA"),
+        ("client-secret", "x"),
+        ("client-secret", ""),
+    ]:
         with pytest.raises(sealing.CannotOpen):
             sealing.decrypt(secret, value)
 
 
 # --- FLOW=DEVICE: between the callback and the poll, the store holds a sealed answer
 
-def test_between_callback_and_poll_the_store_holds_no_upstream_token(make_web, make_config, any_store, upstream,
-                                                                      tmp_path):
+
+def test_between_callback_and_poll_the_store_holds_no_upstream_token(
+    make_web, make_config, any_store, upstream, tmp_path
+):
     upstream.post(TOKEN_URL, json=UPSTREAM_TOKENS)
     app = make_web(make_config(FLOW="DEVICE", TOKEN_ENDPOINT=TOKEN_URL), store=any_store)
     code = get_code(app)
@@ -121,6 +137,7 @@ def test_the_sealed_answer_opens_with_no_other_device_code(make_web, make_config
 
 # --- the Enedis client_credentials token
 
+
 @pytest.fixture
 def enedis_token(upstream):
     upstream.post(ENEDIS_TOKEN_URL, json={"access_token": ENEDIS_TOKEN, "token_type": "Bearer", "expires_in": 12600})
@@ -129,7 +146,8 @@ def enedis_token(upstream):
 
 
 def test_the_enedis_token_is_not_in_the_store_yet_shared_by_instances_with_the_secret(
-        make_config, any_store, enedis_token, clock, tmp_path):
+    make_config, any_store, enedis_token, clock, tmp_path
+):
     config = make_config()
     assert EnedisClient(config, any_store, clock=clock).access_token() == ENEDIS_TOKEN
     assert "enedis-app-token" not in raw_store(any_store, tmp_path)

@@ -12,13 +12,13 @@ import secrets
 import pytest
 import requests
 import responses
+from helpers import PRM1, PRM2, confirm, get_code, poll, refresh
+from test_e2e import consent_in_browser, device_post
+from test_e2e_data_proxy import fetch as live_fetch
 from webtest import TestApp
 
 from deviceflow.enedis import EnedisClient
 from deviceflow.web import make_app
-from helpers import PRM1, PRM2, confirm, get_code, poll, refresh
-from test_e2e import consent_in_browser, device_post
-from test_e2e_data_proxy import fetch as live_fetch
 
 SECRET = "s3cr3t-value"  # CLIENT_SECRET in conftest.py
 TOKEN_V3 = "https://gw.ext.prod.api.enedis.fr/oauth2/v3/token"
@@ -65,8 +65,7 @@ def captured():
     handler.setLevel(logging.DEBUG)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
     root = logging.getLogger()
-    loggers = [root] + [logging.getLogger(name) for name in ("deviceflow", "waitress", "bottle", "urllib3",
-                                                             "requests")]
+    loggers = [root] + [logging.getLogger(name) for name in ("deviceflow", "waitress", "bottle", "urllib3", "requests")]
     saved = [(logger, logger.level) for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.DEBUG)
@@ -78,8 +77,9 @@ def captured():
 
 
 def recorder(config, store, upstream=None):
-    return Recorder(make_app(config, store, upstream=upstream, clock=store.clock),
-                    extra_environ={"REMOTE_ADDR": "192.0.2.10"})
+    return Recorder(
+        make_app(config, store, upstream=upstream, clock=store.clock), extra_environ={"REMOTE_ADDR": "192.0.2.10"}
+    )
 
 
 def found_in(text, values):
@@ -101,18 +101,24 @@ def test_client_credentials_flow_and_data_calls_at_debug(make_config, sqlite_sto
     found.add(code["device_code"])
     assert poll(app, code["device_code"]).json["error"] == "authorization_pending"
     query = confirm(app, code["user_code"])
-    page = app.get("/auth/redirect", {"state": query["state"], "code": authorization_code,
-                                      "usage_point_id": f"{PRM1};{PRM2}"})
+    page = app.get(
+        "/auth/redirect", {"state": query["state"], "code": authorization_code, "usage_point_id": f"{PRM1};{PRM2}"}
+    )
     assert page.status_int == 200
-    app.get("/auth/redirect", {"state": query["state"], "code": authorization_code, "usage_point_id": PRM1},
-            status=400)  # the state again
+    app.get(
+        "/auth/redirect", {"state": query["state"], "code": authorization_code, "usage_point_id": PRM1}, status=400
+    )  # the state again
     first = poll(app, code["device_code"]).json
     assert poll(app, code["device_code"]).json["error"] == "invalid_grant"
 
     def data(token, usage_point=PRM1):
-        return app.get(f"/data/proxy/{LOAD_CURVE}", {"usage_point_id": usage_point, "start": "2026-09-01",
-                                                     "end": "2026-09-02"},
-                       headers={"Authorization": f"Bearer {token}"}, expect_errors=True)
+        return app.get(
+            f"/data/proxy/{LOAD_CURVE}",
+            {"usage_point_id": usage_point, "start": "2026-09-01", "end": "2026-09-02"},
+            headers={"Authorization": f"Bearer {token}"},
+            expect_errors=True,
+        )
+
     assert data(first["access_token"]).status_int == 200
     assert data(first["access_token"], "33333333333333").status_int == 403
     assert data(first["access_token"]).status_int == 503  # Enedis's HTML page, wrapped
@@ -135,18 +141,25 @@ def test_v2_returns_with_an_autorisation_id_at_debug(make_config, sqlite_store, 
     app = recorder(config, sqlite_store, EnedisClient(config, sqlite_store, clock=clock, sleep=clock.advance))
     enedis_token = marked("enedis-token")
     enedis_mock.add(responses.POST, TOKEN_V3, json={"access_token": enedis_token, "expires_in": 3600})
-    enedis_mock.add(responses.POST, SUBSCRIBED, json={"serviceSouscrit": [
-        {"pointId": PRM1, "etatCode": "ACTIF", "dateDebut": "2027-01-15"}]})  # redeemed: logged at INFO
-    enedis_mock.add(responses.POST, SUBSCRIBED, json={"serviceSouscrit": [
-        {"pointId": PRM1, "etatCode": "ACTIF", "dateDebut": "2020-01-01"}]})  # an older share: refused, a WARNING
+    enedis_mock.add(
+        responses.POST,
+        SUBSCRIBED,
+        json={"serviceSouscrit": [{"pointId": PRM1, "etatCode": "ACTIF", "dateDebut": "2027-01-15"}]},
+    )  # redeemed: logged at INFO
+    enedis_mock.add(
+        responses.POST,
+        SUBSCRIBED,
+        json={"serviceSouscrit": [{"pointId": PRM1, "etatCode": "ACTIF", "dateDebut": "2020-01-01"}]},
+    )  # an older share: refused, a WARNING
     enedis_mock.add(responses.POST, SUBSCRIBED, body=requests.ConnectionError("refused"))
     found = {SECRET, enedis_token}
     for expected in (200, 403, 502):
         autorisation_id = str(10**14 + secrets.randbelow(10**14))  # Enedis's ids are numbers
         code = get_code(app)
         query = confirm(app, code["user_code"])
-        page = app.get("/auth/redirect", {"state": query["state"], "autorisation_id": autorisation_id},
-                       expect_errors=True)
+        page = app.get(
+            "/auth/redirect", {"state": query["state"], "autorisation_id": autorisation_id}, expect_errors=True
+        )
         assert page.status_int == expected
         found |= {autorisation_id, code["device_code"]}
     log = captured()
@@ -161,10 +174,20 @@ def test_pass_through_flow_and_refresh_proxy_at_debug(make_config, sqlite_store,
     upstream = {k: marked(f"upstream-{k}") for k in ("access", "refresh", "access2", "refresh2")}
     found = {lent, authorization_code, *upstream.values()}
     with responses.RequestsMock() as mock:
-        mock.post(TOKEN_ENDPOINT, json={"access_token": upstream["access"], "refresh_token": upstream["refresh"],
-                                        "token_type": "Bearer", "expires_in": 3600})
-        mock.post(TOKEN_ENDPOINT, json={"error": "invalid_grant",
-                                        "error_description": f"code {authorization_code} is used"}, status=400)
+        mock.post(
+            TOKEN_ENDPOINT,
+            json={
+                "access_token": upstream["access"],
+                "refresh_token": upstream["refresh"],
+                "token_type": "Bearer",
+                "expires_in": 3600,
+            },
+        )
+        mock.post(
+            TOKEN_ENDPOINT,
+            json={"error": "invalid_grant", "error_description": f"code {authorization_code} is used"},
+            status=400,
+        )
         mock.post(TOKEN_ENDPOINT, json={"access_token": upstream["access2"], "refresh_token": upstream["refresh2"]})
         mock.post(TOKEN_ENDPOINT, body=requests.ConnectionError())
 
@@ -181,8 +204,12 @@ def test_pass_through_flow_and_refresh_proxy_at_debug(make_config, sqlite_store,
         assert page.status_int == 200  # a lent secret: the code is exchanged at the device's next poll
         assert poll(app, again["device_code"]).json["error"] == "access_denied"
 
-        form = {"grant_type": "refresh_token", "client_id": "test-client", "refresh_token": upstream["refresh"],
-                "client_secret": lent}
+        form = {
+            "grant_type": "refresh_token",
+            "client_id": "test-client",
+            "refresh_token": upstream["refresh"],
+            "client_secret": lent,
+        }
         assert app.post("/device/proxy", form).json["refresh_token"] == upstream["refresh2"]
         assert app.post("/device/proxy", form, expect_errors=True).status_int == 502
 
@@ -201,17 +228,26 @@ def test_a_live_demo_server_at_debug_logs_no_secret(live_server, mode):
     code = device_post(base, "/device/code").json()
     done = consent_in_browser(base, code["verification_uri_complete"])
     back = dict(part.split("=", 1) for part in requests.utils.urlparse(done.url).query.split("&"))
-    tokens = device_post(base, "/device/token", grant_type="urn:ietf:params:oauth:grant-type:device_code",
-                         device_code=code["device_code"]).json()
+    tokens = device_post(
+        base,
+        "/device/token",
+        grant_type="urn:ietf:params:oauth:grant-type:device_code",
+        device_code=code["device_code"],
+    ).json()
     if passing:
-        renewed = device_post(base, "/device/proxy", grant_type="refresh_token",
-                              refresh_token=tokens["refresh_token"])
+        renewed = device_post(base, "/device/proxy", grant_type="refresh_token", refresh_token=tokens["refresh_token"])
     else:
         assert live_fetch(base, tokens["access_token"]).status_code == 200
-        renewed = device_post(base, "/device/token", grant_type="refresh_token",
-                              refresh_token=tokens["refresh_token"])
-    found = {secret, back["code"], code["device_code"], tokens["access_token"], tokens["refresh_token"],
-             renewed.json()["access_token"], renewed.json()["refresh_token"]}
+        renewed = device_post(base, "/device/token", grant_type="refresh_token", refresh_token=tokens["refresh_token"])
+    found = {
+        secret,
+        back["code"],
+        code["device_code"],
+        tokens["access_token"],
+        tokens["refresh_token"],
+        renewed.json()["access_token"],
+        renewed.json()["refresh_token"],
+    }
     assert len(found) == 7
 
     log = live_server.processes[-1].log.read_text()

@@ -14,7 +14,12 @@ import pytest
 import webtest
 
 from deviceflow.simulator import (
-    CONSUMER_PRM, KNOBS, PRODUCER_PRM, SECONDARY_PRM, METERS, Simulator,
+    CONSUMER_PRM,
+    KNOBS,
+    METERS,
+    PRODUCER_PRM,
+    SECONDARY_PRM,
+    Simulator,
 )
 
 CLIENT = "deviceflow-demo"
@@ -52,9 +57,9 @@ def app(sim):
 
 @pytest.fixture
 def token(app):
-    return app.post("/oauth2/v3/token", {"grant_type": "client_credentials",
-                                         "client_id": CLIENT,
-                                         "client_secret": "anything"}).json["access_token"]
+    return app.post(
+        "/oauth2/v3/token", {"grant_type": "client_credentials", "client_id": CLIENT, "client_secret": "anything"}
+    ).json["access_token"]
 
 
 def bearer(tok):
@@ -76,8 +81,13 @@ def query_of(location):
 
 
 def authorize(app, version="v1", **extra):
-    params = {"client_id": CLIENT, "response_type": "code", "state": "st4te-cg",
-              "duration": "P3Y", "redirect_uri": REDIRECT}
+    params = {
+        "client_id": CLIENT,
+        "response_type": "code",
+        "state": "st4te-cg",
+        "duration": "P3Y",
+        "redirect_uri": REDIRECT,
+    }
     params.update(extra)
     params = {k: v for k, v in params.items() if v is not None}
     return app.get(f"/dataconnect/{version}/oauth2/authorize", params, expect_errors=True)
@@ -105,6 +115,7 @@ def data(app, path, tok, status=200, **params):
 
 
 # -- consent pages ----------------------------------------------------------
+
 
 def test_consent_page_says_demo_lists_meters_and_escapes(app):
     page = authorize(app, state='"><script>alert(1)</script>')
@@ -143,16 +154,23 @@ def test_consent_rejects_unknown_client_and_missing_redirect(app):
     assert authorize(app, duration="P5Y").status_int == 400
     assert authorize(app, duration="three years").status_int == 400
     # a forged POST is checked as well
-    answer = app.post("/dataconnect/v1/oauth2/authorize",
-                      {"client_id": "evil", "response_type": "code", "duration": "P1Y",
-                       "redirect_uri": REDIRECT, "usage_point_id": CONSUMER_PRM,
-                       "decision": "accept"}, expect_errors=True)
+    answer = app.post(
+        "/dataconnect/v1/oauth2/authorize",
+        {
+            "client_id": "evil",
+            "response_type": "code",
+            "duration": "P1Y",
+            "redirect_uri": REDIRECT,
+            "usage_point_id": CONSUMER_PRM,
+            "decision": "accept",
+        },
+        expect_errors=True,
+    )
     assert answer.status_int == 400
 
 
 def test_registered_redirect_uri_is_used_when_none_is_sent(clock):
-    app = webtest.TestApp(Simulator("http://localhost", CLIENT, clock=clock,
-                                    redirect_uri=REDIRECT).app)
+    app = webtest.TestApp(Simulator("http://localhost", CLIENT, clock=clock, redirect_uri=REDIRECT).app)
     query = consent(app, [CONSUMER_PRM], redirect_uri=None)
     assert query["usage_point_id"] == CONSUMER_PRM
 
@@ -180,10 +198,18 @@ def test_consent_v2_gives_a_stable_autorisation_id_and_no_code(app, clock):
 def test_consent_v2_takes_a_single_meter(app):
     page = authorize(app, "v2")
     assert 'type="radio"' in page.text and 'type="checkbox"' not in page.text
-    answer = app.post("/dataconnect/v2/oauth2/authorize",
-                      {"client_id": CLIENT, "response_type": "code", "duration": "P1Y",
-                       "redirect_uri": REDIRECT, "decision": "accept",
-                       "usage_point_id": [CONSUMER_PRM, PRODUCER_PRM]}, expect_errors=True)
+    answer = app.post(
+        "/dataconnect/v2/oauth2/authorize",
+        {
+            "client_id": CLIENT,
+            "response_type": "code",
+            "duration": "P1Y",
+            "redirect_uri": REDIRECT,
+            "decision": "accept",
+            "usage_point_id": [CONSUMER_PRM, PRODUCER_PRM],
+        },
+        expect_errors=True,
+    )
     assert answer.status_int == 400
 
 
@@ -198,6 +224,7 @@ def test_consent_v2_reshare_can_fail_like_enedis(app, sim):
 
 
 # -- subscribed services ----------------------------------------------------
+
 
 def subscribed(app, tok, autorisation_id, status=200, **extra):
     body = {"autorisationId": autorisation_id, "comptage": False, **extra}
@@ -220,17 +247,14 @@ def test_subscribed_services_gives_the_prm_of_a_v2_consent(app, token):
     # an unknown autorisation: nothing
     assert subscribed(app, token, 1).json == {"nbTotalServices": 0, "serviceSouscrit": []}
     # counting only
-    assert subscribed(app, token, autorisation_id, comptage=True).json == {
-        "nbTotalServices": len(services)}
+    assert subscribed(app, token, autorisation_id, comptage=True).json == {"nbTotalServices": len(services)}
 
 
 def test_subscribed_services_needs_a_v3_token_and_comptage(app, token):
     autorisation_id = int(consent(app, [CONSUMER_PRM], version="v2")["autorisation_id"])
-    app.post_json("/subscribed_services/v1", {"autorisationId": autorisation_id,
-                                              "comptage": False}, status=401)
+    app.post_json("/subscribed_services/v1", {"autorisationId": autorisation_id, "comptage": False}, status=401)
     subscribed(app, "not-a-token", autorisation_id, status=401)
-    app.post_json("/subscribed_services/v1", {"autorisationId": autorisation_id},
-                  headers=bearer(token), status=400)
+    app.post_json("/subscribed_services/v1", {"autorisationId": autorisation_id}, headers=bearer(token), status=400)
 
 
 def test_subscribed_services_appear_after_a_few_calls(app, sim, token):
@@ -245,45 +269,51 @@ def test_subscribed_services_appear_after_a_few_calls(app, sim, token):
 
 # -- token v3 -----------------------------------------------------------------
 
+
 def test_token_v3_answers_expires_in_as_a_string(app, sim):
-    answer = app.post("/oauth2/v3/token", {"grant_type": "client_credentials",
-                                           "client_id": CLIENT, "client_secret": "s"})
+    answer = app.post(
+        "/oauth2/v3/token", {"grant_type": "client_credentials", "client_id": CLIENT, "client_secret": "s"}
+    )
     body = answer.json
     assert body["token_type"] == "Bearer"
     assert body["expires_in"] == "12600" and isinstance(body["expires_in"], str)
     assert len(body["access_token"]) >= 32 and "scope" in body
     assert answer.headers["Cache-Control"] == "no-store"
     assert sim.calls["token_v3"] == 1
-    second = app.post("/oauth2/v3/token", {"grant_type": "client_credentials",
-                                           "client_id": CLIENT}).json
+    second = app.post("/oauth2/v3/token", {"grant_type": "client_credentials", "client_id": CLIENT}).json
     assert second["access_token"] != body["access_token"]
     assert sim.calls["token_v3"] == 2
 
 
 def test_token_v3_errors(app, clock):
-    bad_grant = app.post("/oauth2/v3/token", {"grant_type": "password", "client_id": CLIENT},
-                         status=400)
+    bad_grant = app.post("/oauth2/v3/token", {"grant_type": "password", "client_id": CLIENT}, status=400)
     assert bad_grant.json["error"] == "unsupported_grant_type"
-    bad_client = app.post("/oauth2/v3/token", {"grant_type": "client_credentials",
-                                               "client_id": "nope"}, status=401)
+    bad_client = app.post("/oauth2/v3/token", {"grant_type": "client_credentials", "client_id": "nope"}, status=401)
     assert bad_client.json["error"] == "invalid_client"
     missing = app.post("/oauth2/v3/token", {"client_id": CLIENT}, status=400)
     assert missing.json["error"] == "invalid_request"
-    as_json = app.post_json("/oauth2/v3/token", {"grant_type": "client_credentials",
-                                                 "client_id": CLIENT}, status=400)
+    as_json = app.post_json("/oauth2/v3/token", {"grant_type": "client_credentials", "client_id": CLIENT}, status=400)
     assert as_json.json["error"] == "invalid_request"
     # with a configured secret, it is checked (form or HTTP Basic)
-    strict = webtest.TestApp(Simulator("http://localhost", CLIENT, clock=clock,
-                                       client_secret="s3cret").app)
-    strict.post("/oauth2/v3/token", {"grant_type": "client_credentials", "client_id": CLIENT,
-                                     "client_secret": "wrong"}, status=401)
-    strict.post("/oauth2/v3/token", {"grant_type": "client_credentials", "client_id": CLIENT},
-                status=401)
-    strict.post("/oauth2/v3/token", {"grant_type": "client_credentials", "client_id": CLIENT,
-                                     "client_secret": "s3cret"}, status=200)
+    strict = webtest.TestApp(Simulator("http://localhost", CLIENT, clock=clock, client_secret="s3cret").app)
+    strict.post(
+        "/oauth2/v3/token",
+        {"grant_type": "client_credentials", "client_id": CLIENT, "client_secret": "wrong"},
+        status=401,
+    )
+    strict.post("/oauth2/v3/token", {"grant_type": "client_credentials", "client_id": CLIENT}, status=401)
+    strict.post(
+        "/oauth2/v3/token",
+        {"grant_type": "client_credentials", "client_id": CLIENT, "client_secret": "s3cret"},
+        status=200,
+    )
     basic = base64.b64encode(f"{CLIENT}:s3cret".encode()).decode()
-    strict.post("/oauth2/v3/token", {"grant_type": "client_credentials"},
-                headers={"Authorization": f"Basic {basic}"}, status=200)
+    strict.post(
+        "/oauth2/v3/token",
+        {"grant_type": "client_credentials"},
+        headers={"Authorization": f"Basic {basic}"},
+        status=200,
+    )
 
 
 def test_expired_or_unknown_token_gives_401(app, token, clock):
@@ -296,19 +326,27 @@ def test_expired_or_unknown_token_gives_401(app, token, clock):
     clock.now += 12600
     answer = app.get(path, params, headers=bearer(token), status=401)
     assert "invalid_token" in answer.headers["WWW-Authenticate"]
-    app.get("/mesure_synchrone_auto/v2/consommation_quotidienne",
-            {"pointId": CONSUMER_PRM, "dateDebut": "2026-09-29", "dateFin": "2026-10-01"},
-            status=401)
+    app.get(
+        "/mesure_synchrone_auto/v2/consommation_quotidienne",
+        {"pointId": CONSUMER_PRM, "dateDebut": "2026-09-29", "dateFin": "2026-10-01"},
+        status=401,
+    )
     app.get(f"/synth_contrat_auto/v1/{CONSUMER_PRM}", status=401)
 
 
 # -- token v1 (authorization_code pass-through) --------------------------------
 
+
 def exchange(app, code, status=200, **extra):
-    form = {"grant_type": "authorization_code", "code": code, "client_id": CLIENT,
-            "client_secret": "s", "redirect_uri": REDIRECT, **extra}
-    return app.post("/v1/oauth2/token", {k: v for k, v in form.items() if v is not None},
-                    status=status)
+    form = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "client_id": CLIENT,
+        "client_secret": "s",
+        "redirect_uri": REDIRECT,
+        **extra,
+    }
+    return app.post("/v1/oauth2/token", {k: v for k, v in form.items() if v is not None}, status=status)
 
 
 def test_token_v1_exchanges_a_code_once(app, sim):
@@ -336,8 +374,7 @@ def test_token_v1_code_is_bound_to_redirect_uri_client_and_lifetime(app, clock):
 
 def test_token_v1_pkce(app):
     verifier = "v" * 50
-    challenge = base64.urlsafe_b64encode(
-        hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
     pkce = {"code_challenge": challenge, "code_challenge_method": "S256"}
     code = consent(app, [CONSUMER_PRM], **pkce)["code"]
     exchange(app, code, status=400)  # no verifier
@@ -345,14 +382,17 @@ def test_token_v1_pkce(app):
     exchange(app, code, status=400, code_verifier="w" * 50)
     code = consent(app, [CONSUMER_PRM], **pkce)["code"]
     assert exchange(app, code, code_verifier=verifier).json["usage_points_id"] == CONSUMER_PRM
-    assert authorize(app, code_challenge=challenge, code_challenge_method="plain"
-                     ).status_int == 400
+    assert authorize(app, code_challenge=challenge, code_challenge_method="plain").status_int == 400
 
 
 def test_token_v1_refresh_rotates(app):
     first = exchange(app, consent(app, [PRODUCER_PRM])["code"]).json
-    form = {"grant_type": "refresh_token", "refresh_token": first["refresh_token"],
-            "client_id": CLIENT, "client_secret": "s"}
+    form = {
+        "grant_type": "refresh_token",
+        "refresh_token": first["refresh_token"],
+        "client_id": CLIENT,
+        "client_secret": "s",
+    }
     second = app.post("/v1/oauth2/token", form).json
     assert second["usage_points_id"] == PRODUCER_PRM
     assert second["access_token"] != first["access_token"]
@@ -364,14 +404,21 @@ def test_token_v1_refresh_rotates(app):
 def test_v1_token_reads_its_own_meters_only(app):
     tok = exchange(app, consent(app, [CONSUMER_PRM])["code"]).json["access_token"]
     params = {"start": "2026-09-29", "end": "2026-10-01"}
-    data(app, "/metering_data_dc/v5/daily_consumption", tok, usage_point_id=CONSUMER_PRM,
-         **params)
-    refused = data(app, "/metering_data_dc/v5/daily_consumption", tok, status=403,
-                   usage_point_id=PRODUCER_PRM, **params)
+    data(app, "/metering_data_dc/v5/daily_consumption", tok, usage_point_id=CONSUMER_PRM, **params)
+    refused = data(
+        app, "/metering_data_dc/v5/daily_consumption", tok, status=403, usage_point_id=PRODUCER_PRM, **params
+    )
     assert refused.json["error"] == "ADAM-DC-0008"
     # the 2026 APIs take client_credentials tokens only
-    data(app, "/mesure_synchrone_auto/v2/consommation_quotidienne", tok, status=401,
-         pointId=CONSUMER_PRM, dateDebut="2026-09-29", dateFin="2026-10-01")
+    data(
+        app,
+        "/mesure_synchrone_auto/v2/consommation_quotidienne",
+        tok,
+        status=401,
+        pointId=CONSUMER_PRM,
+        dateDebut="2026-09-29",
+        dateFin="2026-10-01",
+    )
 
 
 def test_a_code_is_delivered_once_under_concurrency(app):
@@ -391,26 +438,39 @@ def test_a_code_is_delivered_once_under_concurrency(app):
 
 # -- v5 data ----------------------------------------------------------------
 
+
 def test_v5_daily_consumption_shape(app, token):
-    reading = data(app, "/metering_data_dc/v5/daily_consumption", token,
-                   usage_point_id=CONSUMER_PRM, start="2026-09-29",
-                   end="2026-10-01").json["meter_reading"]
+    reading = data(
+        app,
+        "/metering_data_dc/v5/daily_consumption",
+        token,
+        usage_point_id=CONSUMER_PRM,
+        start="2026-09-29",
+        end="2026-10-01",
+    ).json["meter_reading"]
     assert reading["usage_point_id"] == CONSUMER_PRM
-    assert (reading["start"], reading["end"], reading["quality"]) == (
-        "2026-09-29", "2026-10-01", "BRUT")
-    assert reading["reading_type"] == {"measurement_kind": "energy", "measuring_period": "P1D",
-                                       "unit": "Wh", "aggregate": "sum"}
+    assert (reading["start"], reading["end"], reading["quality"]) == ("2026-09-29", "2026-10-01", "BRUT")
+    assert reading["reading_type"] == {
+        "measurement_kind": "energy",
+        "measuring_period": "P1D",
+        "unit": "Wh",
+        "aggregate": "sum",
+    }
     points = reading["interval_reading"]
     assert [p["date"] for p in points] == ["2026-09-29", "2026-09-30"]  # end excluded
     assert all(isinstance(p["value"], str) and int(p["value"]) > 1000 for p in points)
 
 
 def test_v5_load_curve_has_48_end_of_interval_points_a_day(app, token):
-    reading = data(app, "/metering_data_clc/v5/consumption_load_curve", token,
-                   usage_point_id=CONSUMER_PRM, start="2026-09-29",
-                   end="2026-10-01").json["meter_reading"]
-    assert reading["reading_type"] == {"unit": "W", "measurement_kind": "power",
-                                       "aggregate": "average"}
+    reading = data(
+        app,
+        "/metering_data_clc/v5/consumption_load_curve",
+        token,
+        usage_point_id=CONSUMER_PRM,
+        start="2026-09-29",
+        end="2026-10-01",
+    ).json["meter_reading"]
+    assert reading["reading_type"] == {"unit": "W", "measurement_kind": "power", "aggregate": "average"}
     points = reading["interval_reading"]
     assert len(points) == 96
     assert points[0]["date"] == "2026-09-29 00:30:00"
@@ -426,40 +486,54 @@ def test_v5_load_curve_has_48_end_of_interval_points_a_day(app, token):
 
 def test_v5_daily_is_the_integral_of_the_load_curve(app, token):
     for prm, daily, curve in (
-            (CONSUMER_PRM, "/metering_data_dc/v5/daily_consumption",
-             "/metering_data_clc/v5/consumption_load_curve"),
-            (PRODUCER_PRM, "/metering_data_dp/v5/daily_production",
-             "/metering_data_plc/v5/production_load_curve")):
+        (CONSUMER_PRM, "/metering_data_dc/v5/daily_consumption", "/metering_data_clc/v5/consumption_load_curve"),
+        (PRODUCER_PRM, "/metering_data_dp/v5/daily_production", "/metering_data_plc/v5/production_load_curve"),
+    ):
         params = {"usage_point_id": prm, "start": "2026-06-20", "end": "2026-06-21"}
-        energy = int(data(app, daily, token, **params).json[
-            "meter_reading"]["interval_reading"][0]["value"])
-        powers = [int(p["value"]) for p in data(app, curve, token, **params).json[
-            "meter_reading"]["interval_reading"]]
+        energy = int(data(app, daily, token, **params).json["meter_reading"]["interval_reading"][0]["value"])
+        powers = [int(p["value"]) for p in data(app, curve, token, **params).json["meter_reading"]["interval_reading"]]
         assert abs(energy - sum(powers) / 2) <= 1
         assert energy > 0
 
 
 def test_v5_max_power_is_timestamped_within_its_day(app, token):
-    reading = data(app, "/metering_data_dcmp/v5/daily_consumption_max_power", token,
-                   usage_point_id=CONSUMER_PRM, start="2026-09-28",
-                   end="2026-10-02").json["meter_reading"]
+    reading = data(
+        app,
+        "/metering_data_dcmp/v5/daily_consumption_max_power",
+        token,
+        usage_point_id=CONSUMER_PRM,
+        start="2026-09-28",
+        end="2026-10-02",
+    ).json["meter_reading"]
     assert reading["reading_type"]["unit"] == "VA"
     assert reading["reading_type"]["aggregate"] == "maximum"
     points = reading["interval_reading"]
-    assert [p["date"][:10] for p in points] == [
-        "2026-09-28", "2026-09-29", "2026-09-30", "2026-10-01"]
+    assert [p["date"][:10] for p in points] == ["2026-09-28", "2026-09-29", "2026-09-30", "2026-10-01"]
     for point in points:
         dt.datetime.strptime(point["date"], "%Y-%m-%d %H:%M:%S")
         assert 0 < int(point["value"]) <= 12000  # subscribed power
 
 
 def test_production_only_for_the_producer(app, token):
-    ok = data(app, "/metering_data_plc/v5/production_load_curve", token,
-              usage_point_id=PRODUCER_PRM, start="2026-06-20", end="2026-06-21").json
+    ok = data(
+        app,
+        "/metering_data_plc/v5/production_load_curve",
+        token,
+        usage_point_id=PRODUCER_PRM,
+        start="2026-06-20",
+        end="2026-06-21",
+    ).json
     values = [int(p["value"]) for p in ok["meter_reading"]["interval_reading"]]
     assert values[0] == 0 and max(values) > 500  # night, then sun
-    refused = data(app, "/metering_data_dp/v5/daily_production", token, status=400,
-                   usage_point_id=CONSUMER_PRM, start="2026-09-29", end="2026-10-01").json
+    refused = data(
+        app,
+        "/metering_data_dp/v5/daily_production",
+        token,
+        status=400,
+        usage_point_id=CONSUMER_PRM,
+        start="2026-09-29",
+        end="2026-10-01",
+    ).json
     assert refused["error"] == "ADAM-ERR0069"
 
 
@@ -467,57 +541,112 @@ def test_data_is_deterministic(clock):
     answers = []
     for _ in range(2):
         app = webtest.TestApp(Simulator("http://localhost", CLIENT, clock=clock).app)
-        tok = app.post("/oauth2/v3/token", {"grant_type": "client_credentials",
-                                            "client_id": CLIENT}).json["access_token"]
-        answers.append(data(app, "/metering_data_clc/v5/consumption_load_curve", tok,
-                            usage_point_id=PRODUCER_PRM, start="2026-01-10",
-                            end="2026-01-12").json)
+        tok = app.post("/oauth2/v3/token", {"grant_type": "client_credentials", "client_id": CLIENT}).json[
+            "access_token"
+        ]
+        answers.append(
+            data(
+                app,
+                "/metering_data_clc/v5/consumption_load_curve",
+                tok,
+                usage_point_id=PRODUCER_PRM,
+                start="2026-01-10",
+                end="2026-01-12",
+            ).json
+        )
     assert answers[0] == answers[1]
 
 
-@pytest.mark.parametrize("params, error, fragment", [
-    ({"start": "2026-09-29", "end": "2026-10-01"}, "Invalid_request", "usage_point_id"),
-    ({"usage_point_id": "1234", "start": "2026-09-29", "end": "2026-10-01"},
-     "Invalid_request", "14 digits"),
-    ({"usage_point_id": CONSUMER_PRM, "end": "2026-10-01"}, "Invalid_request", "Start date"),
-    ({"usage_point_id": CONSUMER_PRM, "start": "29/09/2026", "end": "2026-10-01"},
-     "Invalid_request", "YYYY-MM-DD"),
-    ({"usage_point_id": CONSUMER_PRM, "start": "2026-09-29", "end": "2026-02-30"},
-     "Invalid_request", "YYYY-MM-DD"),
-    ({"usage_point_id": CONSUMER_PRM, "start": "2026-09-29", "end": "2026-09-29"},
-     "Invalid_request", "before end date"),
-    ({"usage_point_id": CONSUMER_PRM, "start": "2026-09-29", "end": "2026-09-28"},
-     "Invalid_request", "before end date"),
-    ({"usage_point_id": CONSUMER_PRM, "start": "2026-09-29", "end": "2026-10-06"},
-     "Invalid_request", "current date"),
-    ({"usage_point_id": CONSUMER_PRM, "start": "2025-09-01", "end": "2026-09-29"},
-     "Invalid_request", "365 days"),
-    ({"usage_point_id": CONSUMER_PRM, "start": "2023-09-01", "end": "2023-09-10"},
-     "ADAM-ERR0125", "history deadline"),
-    ({"usage_point_id": SECONDARY_PRM, "start": "2025-03-10", "end": "2025-03-20"},
-     "ADAM-ERR0123", "activation date"),
-])
+@pytest.mark.parametrize(
+    "params, error, fragment",
+    [
+        ({"start": "2026-09-29", "end": "2026-10-01"}, "Invalid_request", "usage_point_id"),
+        ({"usage_point_id": "1234", "start": "2026-09-29", "end": "2026-10-01"}, "Invalid_request", "14 digits"),
+        ({"usage_point_id": CONSUMER_PRM, "end": "2026-10-01"}, "Invalid_request", "Start date"),
+        ({"usage_point_id": CONSUMER_PRM, "start": "29/09/2026", "end": "2026-10-01"}, "Invalid_request", "YYYY-MM-DD"),
+        ({"usage_point_id": CONSUMER_PRM, "start": "2026-09-29", "end": "2026-02-30"}, "Invalid_request", "YYYY-MM-DD"),
+        (
+            {"usage_point_id": CONSUMER_PRM, "start": "2026-09-29", "end": "2026-09-29"},
+            "Invalid_request",
+            "before end date",
+        ),
+        (
+            {"usage_point_id": CONSUMER_PRM, "start": "2026-09-29", "end": "2026-09-28"},
+            "Invalid_request",
+            "before end date",
+        ),
+        (
+            {"usage_point_id": CONSUMER_PRM, "start": "2026-09-29", "end": "2026-10-06"},
+            "Invalid_request",
+            "current date",
+        ),
+        ({"usage_point_id": CONSUMER_PRM, "start": "2025-09-01", "end": "2026-09-29"}, "Invalid_request", "365 days"),
+        (
+            {"usage_point_id": CONSUMER_PRM, "start": "2023-09-01", "end": "2023-09-10"},
+            "ADAM-ERR0125",
+            "history deadline",
+        ),
+        (
+            {"usage_point_id": SECONDARY_PRM, "start": "2025-03-10", "end": "2025-03-20"},
+            "ADAM-ERR0123",
+            "activation date",
+        ),
+    ],
+)
 def test_v5_daily_bad_params(app, token, params, error, fragment):
-    body = data(app, "/metering_data_dc/v5/daily_consumption", token, status=400,
-                **params).json
+    body = data(app, "/metering_data_dc/v5/daily_consumption", token, status=400, **params).json
     assert body["error"] == error
     assert fragment in body["error_description"]
 
 
 def test_v5_load_curve_limits(app, token):
-    too_long = data(app, "/metering_data_clc/v5/consumption_load_curve", token, status=400,
-                    usage_point_id=CONSUMER_PRM, start="2026-09-20", end="2026-09-28").json
+    too_long = data(
+        app,
+        "/metering_data_clc/v5/consumption_load_curve",
+        token,
+        status=400,
+        usage_point_id=CONSUMER_PRM,
+        start="2026-09-20",
+        end="2026-09-28",
+    ).json
     assert too_long["error"] == "ADAM-ERR0126"
-    data(app, "/metering_data_clc/v5/consumption_load_curve", token,
-         usage_point_id=CONSUMER_PRM, start="2026-09-20", end="2026-09-27")  # 7 days: fine
-    old = data(app, "/metering_data_clc/v5/consumption_load_curve", token, status=400,
-               usage_point_id=CONSUMER_PRM, start="2024-09-01", end="2024-09-02").json
+    data(
+        app,
+        "/metering_data_clc/v5/consumption_load_curve",
+        token,
+        usage_point_id=CONSUMER_PRM,
+        start="2026-09-20",
+        end="2026-09-27",
+    )  # 7 days: fine
+    old = data(
+        app,
+        "/metering_data_clc/v5/consumption_load_curve",
+        token,
+        status=400,
+        usage_point_id=CONSUMER_PRM,
+        start="2024-09-01",
+        end="2024-09-02",
+    ).json
     assert old["error"] == "ADAM-ERR0125"  # 24 months for load curves
-    before = data(app, "/metering_data_clc/v5/consumption_load_curve", token, status=400,
-                  usage_point_id=SECONDARY_PRM, start="2025-03-14", end="2025-03-18").json
+    before = data(
+        app,
+        "/metering_data_clc/v5/consumption_load_curve",
+        token,
+        status=400,
+        usage_point_id=SECONDARY_PRM,
+        start="2025-03-14",
+        end="2025-03-18",
+    ).json
     assert before["error"] == "ADAM-ERR0123"  # meter activated on 2025-03-17
-    panels = data(app, "/metering_data_dp/v5/daily_production", token, status=400,
-                  usage_point_id=PRODUCER_PRM, start="2024-07-29", end="2024-08-01").json
+    panels = data(
+        app,
+        "/metering_data_dp/v5/daily_production",
+        token,
+        status=400,
+        usage_point_id=PRODUCER_PRM,
+        start="2024-07-29",
+        end="2024-08-01",
+    ).json
     assert panels["error"] == "ADAM-ERR0123"  # panels installed on 2024-07-31
 
 
@@ -543,29 +672,38 @@ def test_v5_customers(app, token):
 MESURE_KEYS = {
     # file: (top-level keys, grandeur keys, point keys), as in fixtures-2026
     "consommation_quotidienne": (
-        {"idPrm", "etapeMetier", "periode", "typeValeur", "modeCalcul", "pas", "grandeur",
-         "contexte"},
-        {"grandeurMetier", "grandeurPhysique", "unite", "points", "calendrier"}, {"v", "d"}),
+        {"idPrm", "etapeMetier", "periode", "typeValeur", "modeCalcul", "pas", "grandeur", "contexte"},
+        {"grandeurMetier", "grandeurPhysique", "unite", "points", "calendrier"},
+        {"v", "d"},
+    ),
     "production_quotidienne": (
-        {"idPrm", "etapeMetier", "periode", "typeValeur", "modeCalcul", "pas", "grandeur",
-         "contexte"},
-        {"grandeurMetier", "grandeurPhysique", "unite", "points", "calendrier"}, {"v", "d"}),
+        {"idPrm", "etapeMetier", "periode", "typeValeur", "modeCalcul", "pas", "grandeur", "contexte"},
+        {"grandeurMetier", "grandeurPhysique", "unite", "points", "calendrier"},
+        {"v", "d"},
+    ),
     "courbe_de_charge_consommation": (
         {"idPrm", "etapeMetier", "periode", "modeCalcul", "grandeur", "contexte"},
         {"grandeurMetier", "grandeurPhysique", "unite", "points", "calendrier"},
-        {"v", "d", "p", "n", "iv", "ec"}),
+        {"v", "d", "p", "n", "iv", "ec"},
+    ),
     "courbe_de_charge_production": (
         {"idPrm", "etapeMetier", "periode", "modeCalcul", "grandeur", "contexte"},
         {"grandeurMetier", "grandeurPhysique", "unite", "points", "calendrier"},
-        {"v", "d", "p", "n", "iv", "ec"}),
+        {"v", "d", "p", "n", "iv", "ec"},
+    ),
     "puissance_conso_max_quotidienne": (
         {"idPrm", "etapeMetier", "periode", "modeCalcul", "pas", "grandeur", "contexte"},
-        {"grandeurMetier", "grandeurPhysique", "unite", "points", "calendrier"}, {"v", "d"}),
+        {"grandeurMetier", "grandeurPhysique", "unite", "points", "calendrier"},
+        {"v", "d"},
+    ),
 }
-FIXTURE_PRM = {"consommation_quotidienne": CONSUMER_PRM, "production_quotidienne": PRODUCER_PRM,
-               "courbe_de_charge_consommation": CONSUMER_PRM,
-               "courbe_de_charge_production": PRODUCER_PRM,
-               "puissance_conso_max_quotidienne": CONSUMER_PRM}
+FIXTURE_PRM = {
+    "consommation_quotidienne": CONSUMER_PRM,
+    "production_quotidienne": PRODUCER_PRM,
+    "courbe_de_charge_consommation": CONSUMER_PRM,
+    "courbe_de_charge_production": PRODUCER_PRM,
+    "puissance_conso_max_quotidienne": CONSUMER_PRM,
+}
 
 
 def mesure(app, tok, name, status=200, **params):
@@ -576,8 +714,7 @@ def mesure(app, tok, name, status=200, **params):
 
 @pytest.mark.parametrize("name", sorted(MESURE_KEYS))
 def test_2026_measure_shapes(app, token, name):
-    body = mesure(app, token, name, pointId=FIXTURE_PRM[name], dateDebut="2026-09-29",
-                  dateFin="2026-10-01").json
+    body = mesure(app, token, name, pointId=FIXTURE_PRM[name], dateDebut="2026-09-29", dateFin="2026-10-01").json
     top, grandeur_keys, point_keys = MESURE_KEYS[name]
     assert set(body) == top
     assert body["idPrm"] == FIXTURE_PRM[name]
@@ -603,21 +740,20 @@ def test_2026_measure_shapes(app, token, name):
     assert set(fixture["grandeur"][0]["points"][0]) == point_keys
 
 
-@pytest.mark.parametrize("v5, name, prm", [
-    ("/metering_data_dc/v5/daily_consumption", "consommation_quotidienne", CONSUMER_PRM),
-    ("/metering_data_dc/v5/daily_consumption", "consommation_quotidienne", PRODUCER_PRM),
-    ("/metering_data_clc/v5/consumption_load_curve", "courbe_de_charge_consommation",
-     PRODUCER_PRM),
-    ("/metering_data_dcmp/v5/daily_consumption_max_power", "puissance_conso_max_quotidienne",
-     CONSUMER_PRM),
-    ("/metering_data_dp/v5/daily_production", "production_quotidienne", PRODUCER_PRM),
-    ("/metering_data_plc/v5/production_load_curve", "courbe_de_charge_production",
-     PRODUCER_PRM),
-])
+@pytest.mark.parametrize(
+    "v5, name, prm",
+    [
+        ("/metering_data_dc/v5/daily_consumption", "consommation_quotidienne", CONSUMER_PRM),
+        ("/metering_data_dc/v5/daily_consumption", "consommation_quotidienne", PRODUCER_PRM),
+        ("/metering_data_clc/v5/consumption_load_curve", "courbe_de_charge_consommation", PRODUCER_PRM),
+        ("/metering_data_dcmp/v5/daily_consumption_max_power", "puissance_conso_max_quotidienne", CONSUMER_PRM),
+        ("/metering_data_dp/v5/daily_production", "production_quotidienne", PRODUCER_PRM),
+        ("/metering_data_plc/v5/production_load_curve", "courbe_de_charge_production", PRODUCER_PRM),
+    ],
+)
 def test_v5_and_2026_give_the_same_numbers(app, token, v5, name, prm):
     old = data(app, v5, token, usage_point_id=prm, start="2026-09-27", end="2026-10-01").json
-    new = mesure(app, token, name, pointId=prm, dateDebut="2026-09-27",
-                 dateFin="2026-10-01").json
+    new = mesure(app, token, name, pointId=prm, dateDebut="2026-09-27", dateFin="2026-10-01").json
     old_points = [(p["date"], p["value"]) for p in old["meter_reading"]["interval_reading"]]
     new_points = [(p["d"], p["v"]) for p in new["grandeur"][0]["points"]]
     assert old_points == new_points
@@ -631,34 +767,67 @@ def test_2026_quirks(app, token):
         params = {k: v for k, v in base.items() if k != missing}
         mesure(app, token, "consommation_quotidienne", status=500, **params)
     mesure(app, token, "consommation_quotidienne", status=500, **{**base, "dateFin": "01/10"})
-    data(app, "/mesure_synchrone_auto/v2/puissance_conso_max_quotidienne", token, status=500,
-         **base)
-    data(app, "/mesure_synchrone_auto/v2/puissance_conso_max_quotidienne", token, status=500,
-         mesuresPas="P1D", grandeurPhysique="XYZ", **base)
+    data(app, "/mesure_synchrone_auto/v2/puissance_conso_max_quotidienne", token, status=500, **base)
+    data(
+        app,
+        "/mesure_synchrone_auto/v2/puissance_conso_max_quotidienne",
+        token,
+        status=500,
+        mesuresPas="P1D",
+        grandeurPhysique="XYZ",
+        **base,
+    )
     same_day = {**base, "dateFin": "2026-09-29"}
     refused = mesure(app, token, "courbe_de_charge_consommation", status=400, **same_day).json
     assert refused["error"] == "Invalid_request"
     empty = mesure(app, token, "consommation_quotidienne", **same_day).json
     assert empty["grandeur"][0]["points"] == []
     # business errors keep the ADAM codes, as v5
-    too_long = mesure(app, token, "courbe_de_charge_consommation", status=400,
-                      pointId=CONSUMER_PRM, dateDebut="2026-09-01", dateFin="2026-09-10").json
+    too_long = mesure(
+        app,
+        token,
+        "courbe_de_charge_consommation",
+        status=400,
+        pointId=CONSUMER_PRM,
+        dateDebut="2026-09-01",
+        dateFin="2026-09-10",
+    ).json
     assert too_long["error"] == "ADAM-ERR0126"
-    before = mesure(app, token, "consommation_quotidienne", status=400, pointId=SECONDARY_PRM,
-                    dateDebut="2025-03-01", dateFin="2025-03-20").json
+    before = mesure(
+        app,
+        token,
+        "consommation_quotidienne",
+        status=400,
+        pointId=SECONDARY_PRM,
+        dateDebut="2025-03-01",
+        dateFin="2025-03-20",
+    ).json
     assert before["error"] == "ADAM-ERR0123"
     # the ITC APIs take the PRM in the path
     data(app, "/situation_contrat_auto/v1", token, status=500, usage_point_id=CONSUMER_PRM)
 
 
 def test_2026_monthly_max_power(app, token):
-    body = mesure(app, token, "puissance_conso_max_quotidienne", pointId=CONSUMER_PRM,
-                  dateDebut="2026-08-15", dateFin="2026-10-01", mesuresPas="P1M").json
+    body = mesure(
+        app,
+        token,
+        "puissance_conso_max_quotidienne",
+        pointId=CONSUMER_PRM,
+        dateDebut="2026-08-15",
+        dateFin="2026-10-01",
+        mesuresPas="P1M",
+    ).json
     assert body["pas"] == "P1M"
     points = body["grandeur"][0]["points"]
     assert [p["d"][:7] for p in points] == ["2026-08", "2026-09"]
-    daily = mesure(app, token, "puissance_conso_max_quotidienne", pointId=CONSUMER_PRM,
-                   dateDebut="2026-09-01", dateFin="2026-10-01").json["grandeur"][0]["points"]
+    daily = mesure(
+        app,
+        token,
+        "puissance_conso_max_quotidienne",
+        pointId=CONSUMER_PRM,
+        dateDebut="2026-09-01",
+        dateFin="2026-10-01",
+    ).json["grandeur"][0]["points"]
     assert points[1] == max(daily, key=lambda p: int(p["v"]))
 
 
@@ -677,14 +846,15 @@ def test_2026_contract_apis(app, token):
     assert counting["relais"]["plageHeuresCreuses"] == "HC (22H00-6H00)"
     general = data(app, f"/donnees_generales_auto/v1/{CONSUMER_PRM}", token).json
     assert set(general["address"]) == {"number_street_name", "postal_code_city", "insee_code"}
-    for name, body in (("situation_contrat_autoconsommation", situation),
-                       ("situation_contrat_consommateur", consumer),
-                       ("synth_contrat_autoconsommation", synth)):
+    for name, body in (
+        ("situation_contrat_autoconsommation", situation),
+        ("situation_contrat_consommateur", consumer),
+        ("synth_contrat_autoconsommation", synth),
+    ):
         fixture = json.loads((FIXTURES / f"{name}.json").read_text())
         if isinstance(fixture, list):
             assert [set(c) for c in fixture] == [set(c) for c in body]
-            assert [c["contract_type"] for c in fixture] == [
-                c["contract_type"] for c in body]
+            assert [c["contract_type"] for c in fixture] == [c["contract_type"] for c in body]
         else:
             assert set(fixture) <= set(body)
 
@@ -712,9 +882,20 @@ DAILY_PARAMS = {"usage_point_id": CONSUMER_PRM, "start": "2026-09-29", "end": "2
 
 
 def test_failure_injection_429_with_next_access_time(app, sim, token):
-    answer = control(app, sim, {"fail": [
-        {"match": "/metering_data_dc", "status": 429, "times": 2,
-         "next_access_time": "2026-10-04T12:01:00+02:00"}]})
+    answer = control(
+        app,
+        sim,
+        {
+            "fail": [
+                {
+                    "match": "/metering_data_dc",
+                    "status": 429,
+                    "times": 2,
+                    "next_access_time": "2026-10-04T12:01:00+02:00",
+                }
+            ]
+        },
+    )
     assert len(answer.json["fail"]) == 1
     for _ in range(2):
         throttled = data(app, DAILY, token, status=429, **DAILY_PARAMS).json
@@ -729,8 +910,7 @@ def test_failure_injection_429_with_next_access_time(app, sim, token):
 
 def test_failure_injection_with_a_body_and_on_tokens(app, sim):
     sim.fail.append({"match": "/oauth2/v3/token", "status": 503, "body": "<html>down</html>"})
-    sim.fail.append({"match": "/oauth2/v3/token", "status": 500,
-                     "body": {"error": "server_error"}})
+    sim.fail.append({"match": "/oauth2/v3/token", "status": 500, "body": {"error": "server_error"}})
     form = {"grant_type": "client_credentials", "client_id": CLIENT}
     down = app.post("/oauth2/v3/token", form, status=503)
     assert down.text == "<html>down</html>" and down.content_type == "text/html"
@@ -771,16 +951,27 @@ def test_unauthenticated_data_calls_are_refused_before_any_delay(app, sim, token
 
 def test_control_knobs_are_bounded(app, sim):
     megabyte = "x" * (1024 * 1024)
-    big = app.post("/_control", json.dumps({"fail": [{"match": megabyte, "status": 500}]}),
-                   content_type="application/json", headers=knob_key(sim), expect_errors=True)
+    big = app.post(
+        "/_control",
+        json.dumps({"fail": [{"match": megabyte, "status": 500}]}),
+        content_type="application/json",
+        headers=knob_key(sim),
+        expect_errors=True,
+    )
     assert big.status_int in (400, 413) and sim.fail == []
     many = [{"match": "/", "status": 500}] * 200
     control(app, sim, {"fail": many}, status=400)
-    for knobs in ({"delay": 301}, {"delay": 61}, {"delay": -1}, {"delay": float("nan")},
-                  {"subscribed_delay_calls": 10**9}, {"token_lifetime": 10**12},
-                  {"fail": {"match": "/", "status": 500, "times": 10**9}},
-                  {"fail": {"match": "/", "status": 500, "body": "y" * 20_000}},
-                  {"fail": {"match": "/", "status": 500, "extra": "z"}}):
+    for knobs in (
+        {"delay": 301},
+        {"delay": 61},
+        {"delay": -1},
+        {"delay": float("nan")},
+        {"subscribed_delay_calls": 10**9},
+        {"token_lifetime": 10**12},
+        {"fail": {"match": "/", "status": 500, "times": 10**9}},
+        {"fail": {"match": "/", "status": 500, "body": "y" * 20_000}},
+        {"fail": {"match": "/", "status": 500, "extra": "z"}},
+    ):
         control(app, sim, knobs, status=400)
     assert sim.delay == 0 and sim.fail == [] and sim.subscribed_delay_calls == 0 and sim.token_lifetime == 12600
     # Entries add up across posts, within the same bound, and a reset frees them.
@@ -834,11 +1025,9 @@ def test_v5_can_be_switched_off(app, sim, token):
     assert sim.v5_enabled is False
     off = data(app, DAILY, token, status=404, **DAILY_PARAMS).json
     assert off["code"] == "900906"
-    data(app, "/customers_upc/v5/usage_points/contracts", token, status=404,
-         usage_point_id=CONSUMER_PRM)
+    data(app, "/customers_upc/v5/usage_points/contracts", token, status=404, usage_point_id=CONSUMER_PRM)
     app.get(DAILY, DAILY_PARAMS, status=404)  # even without a token: the resource is gone
-    mesure(app, token, "consommation_quotidienne", pointId=CONSUMER_PRM,
-           dateDebut="2026-09-29", dateFin="2026-10-01")
+    mesure(app, token, "consommation_quotidienne", pointId=CONSUMER_PRM, dateDebut="2026-09-29", dateFin="2026-10-01")
     sim.v5_enabled = True
     data(app, DAILY, token, **DAILY_PARAMS)
 
@@ -851,8 +1040,9 @@ def test_stats_and_reset(app, sim, token):
     assert stats["calls"]["daily_consumption"] == 1
     assert stats["calls"]["not_found"] == 1
     assert stats["v5_enabled"] is True and stats["delay"] == 0
-    control(app, sim, {"delay": 1, "v5_enabled": False, "subscribed_delay_calls": 3,
-                                "fail": {"match": "/", "status": 500}})
+    control(
+        app, sim, {"delay": 1, "v5_enabled": False, "subscribed_delay_calls": 3, "fail": {"match": "/", "status": 500}}
+    )
     after = control(app, sim, {"reset": True}).json
     assert after["calls"] == {} and after["delay"] == 0 and after["v5_enabled"] is True
     assert after["fail"] == [] and after["subscribed_delay_calls"] == 0
@@ -863,14 +1053,14 @@ def test_revoke_tokens_and_short_lifetime(app, sim, token, clock):
     control(app, sim, {"revoke_tokens": True})
     data(app, DAILY, token, status=401, **DAILY_PARAMS)
     control(app, sim, {"token_lifetime": 60})
-    short = app.post("/oauth2/v3/token", {"grant_type": "client_credentials",
-                                          "client_id": CLIENT}).json
+    short = app.post("/oauth2/v3/token", {"grant_type": "client_credentials", "client_id": CLIENT}).json
     assert short["expires_in"] == "60"
     clock.now += 61
     data(app, DAILY, short["access_token"], status=401, **DAILY_PARAMS)
 
 
 # -- mounted in a parent app, as `serve --demo` does ----------------------------
+
 
 def test_mounted_under_a_prefix(clock):
     sim = Simulator("http://localhost/enedis", CLIENT, clock=clock)
@@ -882,16 +1072,18 @@ def test_mounted_under_a_prefix(clock):
 
     parent.mount("/enedis/", sim.app)
     app = webtest.TestApp(parent)
-    page = app.get("/enedis/dataconnect/v1/oauth2/authorize",
-                   {"client_id": CLIENT, "response_type": "code", "state": "s",
-                    "duration": "P1Y", "redirect_uri": REDIRECT})
+    page = app.get(
+        "/enedis/dataconnect/v1/oauth2/authorize",
+        {"client_id": CLIENT, "response_type": "code", "state": "s", "duration": "P1Y", "redirect_uri": REDIRECT},
+    )
     assert 'action="http://localhost/enedis/dataconnect/v1/oauth2/authorize"' in page.text
     form = page.forms[0]
     form.fields["usage_point_id"][2].checked = True
     _, query = query_of(form.submit("decision", index=0).headers["Location"])
     assert query["usage_point_id"] == SECONDARY_PRM
-    tok = app.post("/enedis/oauth2/v3/token", {"grant_type": "client_credentials",
-                                               "client_id": CLIENT}).json["access_token"]
+    tok = app.post("/enedis/oauth2/v3/token", {"grant_type": "client_credentials", "client_id": CLIENT}).json[
+        "access_token"
+    ]
     sim.fail.append({"match": "/metering_data_dc", "status": 429})
     app.get(f"/enedis{DAILY}", DAILY_PARAMS, headers=bearer(tok), status=429)
     app.get(f"/enedis{DAILY}", DAILY_PARAMS, headers=bearer(tok), status=200)

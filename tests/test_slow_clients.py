@@ -6,7 +6,6 @@ import threading
 import time
 
 import requests
-
 from helpers import DEVICE_GRANT
 from test_e2e import device_post
 
@@ -66,8 +65,17 @@ def test_slow_clients_do_not_lock_others_out_and_lose_their_slot(live_server):
             healthz, took = timed(lambda: requests.get(f"{base}/healthz", timeout=1))
             assert isinstance(healthz, requests.Response) and healthz.status_code == 200, (healthz, took)
             assert took < 1
-            poll, took = timed(lambda: requests.post(f"{base}/device/token", timeout=1, data={
-                "client_id": "deviceflow-demo", "grant_type": DEVICE_GRANT, "device_code": code["device_code"]}))
+            poll, took = timed(
+                lambda: requests.post(
+                    f"{base}/device/token",
+                    timeout=1,
+                    data={
+                        "client_id": "deviceflow-demo",
+                        "grant_type": DEVICE_GRANT,
+                        "device_code": code["device_code"],
+                    },
+                )
+            )
             assert isinstance(poll, requests.Response) and poll.json()["error"] == "authorization_pending", poll
             assert took < 1
             time.sleep(TRICKLE_EVERY)
@@ -88,7 +96,12 @@ def test_the_connection_limit_is_sized_to_the_file_descriptors(monkeypatch):
 
     from deviceflow import serving
 
-    for soft, expected in ((1024, 1024 - 32 - serving.RESERVED_DESCRIPTORS), (256, 160), (10**6, 4096),
-                           (resource.RLIM_INFINITY, 4096), (120, 100)):
+    for soft, expected in (
+        (1024, 1024 - 32 - serving.RESERVED_DESCRIPTORS),
+        (256, 160),
+        (10**6, 4096),
+        (resource.RLIM_INFINITY, 4096),
+        (120, 100),
+    ):
         monkeypatch.setattr(resource, "getrlimit", lambda which, soft=soft: (soft, resource.RLIM_INFINITY))
         assert serving.default_connection_limit(32) == expected

@@ -4,10 +4,10 @@ import os
 import sqlite3
 
 import pytest
+from helpers import at_once
 
 from deviceflow.errors import StoreUnavailable
 from deviceflow.store import MongoStore, SQLiteStore, digest
-from helpers import at_once
 
 
 def test_put_then_get_returns_the_value(any_store):
@@ -98,8 +98,11 @@ def test_scan_lists_the_live_records_of_one_kind(any_store, clock):
     any_store.put("refresh", "r1", {"chain": "c1"}, 100)
     any_store.incr("chain", "n", 100)
     clock.advance(20)
-    assert sorted(any_store.scan("chain")) == [("c1", {"usage_points": ["1"]}), ("c:2", {"usage_points": ["2"]}),
-                                               ("n", 1)]
+    assert sorted(any_store.scan("chain")) == [
+        ("c1", {"usage_points": ["1"]}),
+        ("c:2", {"usage_points": ["2"]}),
+        ("n", 1),
+    ]
     assert list(any_store.scan("nothing")) == []
 
 
@@ -209,6 +212,7 @@ class BrokenCollection:
 
         def fail(*args, **kwargs):
             raise ServerSelectionTimeoutError("no server")
+
         return fail
 
 
@@ -251,6 +255,7 @@ def test_real_mongodb_contract_subset():
 
 
 # --- who else on the host can read the store
+
 
 @pytest.fixture
 def usual_umask():

@@ -26,8 +26,9 @@ def test_every_text_exists_in_both_languages_with_the_same_placeholders():
     french, english = sorted(sentences("fr")), sorted(sentences("en"))
     assert [name for name, _ in french] == [name for name, _ in english]  # as many list items, too
     for name in TEXTS["fr"]:
-        assert ({frozenset(placeholders(text)) for key, text in french if key == name}
-                == {frozenset(placeholders(text)) for key, text in english if key == name}), name
+        assert {frozenset(placeholders(text)) for key, text in french if key == name} == {
+            frozenset(placeholders(text)) for key, text in english if key == name
+        }, name
 
 
 def test_french_punctuation_never_starts_a_line():
@@ -35,30 +36,36 @@ def test_french_punctuation_never_starts_a_line():
         assert not re.search(r" [:;!?]", text), text
 
 
-@pytest.mark.parametrize("seconds, french, english", [
-    (300, "5 minutes", "5 minutes"),
-    (900, "15 minutes", "15 minutes"),
-    (90, "2 minutes", "2 minutes"),  # a wait is rounded up, never understated
-    (3600, "1 heure", "1 hour"),
-    (86400, "1 jour", "1 day"),
-    (3 * 365 * 86400, "3 ans", "3 years"),  # DURATION=P3Y
-    (6 * 30 * 86400, "6 mois", "6 months"),  # DURATION=P6M
-    (45 * 86400, "45 jours", "45 days"),
-    (30, "30 secondes", "30 seconds"),
-])
+@pytest.mark.parametrize(
+    "seconds, french, english",
+    [
+        (300, "5 minutes", "5 minutes"),
+        (900, "15 minutes", "15 minutes"),
+        (90, "2 minutes", "2 minutes"),  # a wait is rounded up, never understated
+        (3600, "1 heure", "1 hour"),
+        (86400, "1 jour", "1 day"),
+        (3 * 365 * 86400, "3 ans", "3 years"),  # DURATION=P3Y
+        (6 * 30 * 86400, "6 mois", "6 months"),  # DURATION=P6M
+        (45 * 86400, "45 jours", "45 days"),
+        (30, "30 secondes", "30 seconds"),
+    ],
+)
 def test_durations_are_spelled_for_people(seconds, french, english):
     assert spell_duration(seconds, "fr") == french.replace(" ", "\u00a0")
     assert spell_duration(seconds, "en") == english.replace(" ", "\u00a0")
 
 
-@pytest.mark.parametrize("query, cookie, accept, expected", [
-    (None, None, None, "fr"),
-    (None, None, "en-GB,en;q=0.9", "en"),
-    (None, None, "de-DE,en;q=0.5,fr;q=0.8", "fr"),
-    (None, "en", "fr-FR", "en"),  # a choice made with the switch is remembered
-    ("fr", "en", "en-US", "fr"),
-    ("xx", None, "en", "en"),
-])
+@pytest.mark.parametrize(
+    "query, cookie, accept, expected",
+    [
+        (None, None, None, "fr"),
+        (None, None, "en-GB,en;q=0.9", "en"),
+        (None, None, "de-DE,en;q=0.5,fr;q=0.8", "fr"),
+        (None, "en", "fr-FR", "en"),  # a choice made with the switch is remembered
+        ("fr", "en", "en-US", "fr"),
+        ("xx", None, "en", "en"),
+    ],
+)
 def test_language_is_the_explicit_choice_then_the_browser_preference(query, cookie, accept, expected):
     assert pick_language(query, cookie, accept) == expected
 

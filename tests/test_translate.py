@@ -323,9 +323,7 @@ def test_daily_energy_golden(path, name, prm, points):
 
 
 def test_daily_max_power_golden_keeps_the_time_of_the_maximum():
-    assert translated(
-        DAILY_CONSUMPTION_MAX_POWER, fixture("mesure_puissance_conso_max_quotidienne.json")
-    ) == (
+    assert translated(DAILY_CONSUMPTION_MAX_POWER, fixture("mesure_puissance_conso_max_quotidienne.json")) == (
         200,
         {
             "meter_reading": {
@@ -411,9 +409,7 @@ def test_header_falls_back_on_the_request():
     )
 
 
-@pytest.mark.parametrize(
-    "body", [None, "", "<html>gateway</html>", b"\xff\xfe", {}, [], {"grandeur": "x"}, 42]
-)
+@pytest.mark.parametrize("body", [None, "", "<html>gateway</html>", b"\xff\xfe", {}, [], {"grandeur": "x"}, 42])
 @pytest.mark.parametrize("path", MEASURE_PATHS)
 def test_unreadable_success_is_an_upstream_error(path, body):
     status, v5 = translated(path, body)
@@ -551,9 +547,7 @@ def test_contracts_without_the_optional_answers():
 
 
 def test_contracts_error_of_the_situation_is_the_answer():
-    status, body = contracts_answer(
-        (404, {"code": "404", "message": "Situation contractuelle ou PRM non existant"})
-    )
+    status, body = contracts_answer((404, {"code": "404", "message": "Situation contractuelle ou PRM non existant"}))
     assert (status, body) == (
         404,
         {"error": "404", "error_description": "Situation contractuelle ou PRM non existant"},
@@ -627,11 +621,7 @@ def test_identity_golden():
     )
     assert (status, body) == (
         200,
-        {
-            "identity": {
-                "natural_person": {"title": "<masque>", "firstname": "<masque>", "lastname": "<masque>"}
-            }
-        },
+        {"identity": {"natural_person": {"title": "<masque>", "firstname": "<masque>", "lastname": "<masque>"}}},
     )
 
 
@@ -651,9 +641,7 @@ def test_identity_of_a_company():
     ]
     _, body = to_v5(IDENTITY, {"usage_point_id": CONSUMER}, [(200, situation)])
     assert body == {
-        "identity": {
-            "legal_entity": {"name": "ACME SAS", "trading_name": "Acme", "siret_number": "12345678900011"}
-        }
+        "identity": {"legal_entity": {"name": "ACME SAS", "trading_name": "Acme", "siret_number": "12345678900011"}}
     }
 
 
@@ -848,10 +836,7 @@ def test_should_fall_back(status, body, fall_back):
 def test_should_fall_back_on_an_unreadable_success_once_translated():
     assert should_fall_back(*translated(DAILY_CONSUMPTION, "<html/>")) is True
     assert should_fall_back(*translated(DAILY_CONSUMPTION, ADAM, status=400)) is False
-    assert (
-        should_fall_back(*translated(DAILY_CONSUMPTION, fixture("mesure_consommation_quotidienne.json")))
-        is False
-    )
+    assert should_fall_back(*translated(DAILY_CONSUMPTION, fixture("mesure_consommation_quotidienne.json"))) is False
 
 
 def test_module_is_pure():

@@ -4,34 +4,51 @@ would travel in clear), connection strings whose credentials sit outside the
 password (printed by `stats` and in error messages), and a PHP cache with
 expiry dates in year 9999 and one-character tokens."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from helpers import PRM1, php_token, refresh
 
 from deviceflow import config as configuration
 from deviceflow import ops
 from deviceflow.cli import main
 from deviceflow.flow import DeviceFlow
 from deviceflow.store import digest
-from helpers import PRM1, php_token, refresh
 
 ENDPOINTS = ("TOKEN_ENDPOINT", "TOKEN_ENDPOINT_V3", "DATA_ENDPOINT", "AUTHORIZATION_ENDPOINT")
 
 
 # --- finding 5: upstream endpoints in clear
 
+
 @pytest.mark.parametrize("name", ENDPOINTS)
-@pytest.mark.parametrize("url", ["http://gw.ext.prod.api.enedis.fr", "http://192.168.1.20:8080/enedis",
-                                 "http://127.0.0.1.evil.example", "http://localhost.evil.example/x",
-                                 "http://[::ffff:10.0.0.1]/x", "HTTP://enedis.example"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://gw.ext.prod.api.enedis.fr",
+        "http://192.168.1.20:8080/enedis",
+        "http://127.0.0.1.evil.example",
+        "http://localhost.evil.example/x",
+        "http://[::ffff:10.0.0.1]/x",
+        "HTTP://enedis.example",
+    ],
+)
 def test_an_http_upstream_endpoint_is_refused(make_config, name, url):
     with pytest.raises(configuration.ConfigError, match=f"^{name} must be an https URL"):
         make_config(**{name: url})
 
 
 @pytest.mark.parametrize("name", ENDPOINTS)
-@pytest.mark.parametrize("url", ["http://127.0.0.1:8080/enedis", "http://127.8.9.10", "http://localhost:9000",
-                                 "http://[::1]:9000/x", "https://enedis.example"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8080/enedis",
+        "http://127.8.9.10",
+        "http://localhost:9000",
+        "http://[::1]:9000/x",
+        "https://enedis.example",
+    ],
+)
 def test_https_or_a_loopback_upstream_is_taken(make_config, name, url):
     assert getattr(make_config(**{name: url}), name.lower()) == url
 
@@ -58,27 +75,45 @@ def test_demo_mode_still_talks_to_its_simulator_over_loopback_http():
 
 # --- finding 7: redaction
 
-SECRETS = ["hunter2", "p@ss/w:rd", "KeyFileP4ss", "FQoGZXIvYXdzEJr//session-token", "aws-secret", "sig-value",
-           "frag-secret"]
+SECRETS = [
+    "hunter2",
+    "p@ss/w:rd",
+    "KeyFileP4ss",
+    "FQoGZXIvYXdzEJr//session-token",
+    "aws-secret",
+    "sig-value",
+    "frag-secret",
+]
 
 
-@pytest.mark.parametrize("uri, kept", [
-    ("mongodb://php:hunter2@db.example:27017/devicecode", "mongodb://php:***@db.example:27017/devicecode"),
-    ("mongodb://php:p@ss/w:rd@db1.example,db2.example/devicecode?replicaSet=rs0",
-     "mongodb://php:***@db1.example,db2.example/devicecode?replicaSet=rs0"),
-    ("mongodb://db.example/?tls=true&tlsCertificateKeyFile=/etc/c.pem&tlsCertificateKeyFilePassword=KeyFileP4ss",
-     "mongodb://db.example/?tls=true&tlsCertificateKeyFile=***&tlsCertificateKeyFilePassword=***"),
-    ("mongodb+srv://AKIAEXAMPLE:aws-secret@cluster.example/?authMechanism=MONGODB-AWS"
-     "&authMechanismProperties=AWS_SESSION_TOKEN:FQoGZXIvYXdzEJr//session-token",
-     "mongodb+srv://AKIAEXAMPLE:***@cluster.example/?authMechanism=MONGODB-AWS&authMechanismProperties=***"),
-    ("mongodb://db.example/x?password=hunter2;appName=deviceflow",
-     "mongodb://db.example/x?password=***;appName=deviceflow"),
-    ("mongodb://db.example/x?sig=sig-value&Token=aws-secret", "mongodb://db.example/x?sig=***&Token=***"),
-    ("mongodb://u:hunter2@[::1/x", "mongodb://u:***@[::1/x"),  # malformed: urlsplit would raise
-    ("mongodb://db.example/x#frag-secret", "mongodb://db.example/x#***"),
-    ("mongodb://db.example:27017/devicecode", "mongodb://db.example:27017/devicecode"),
-    ("mongodb://user@db.example/x?authSource=admin", "mongodb://user@db.example/x?authSource=admin"),
-])
+@pytest.mark.parametrize(
+    "uri, kept",
+    [
+        ("mongodb://php:hunter2@db.example:27017/devicecode", "mongodb://php:***@db.example:27017/devicecode"),
+        (
+            "mongodb://php:p@ss/w:rd@db1.example,db2.example/devicecode?replicaSet=rs0",
+            "mongodb://php:***@db1.example,db2.example/devicecode?replicaSet=rs0",
+        ),
+        (
+            "mongodb://db.example/?tls=true&tlsCertificateKeyFile=/etc/c.pem&tlsCertificateKeyFilePassword=KeyFileP4ss",
+            "mongodb://db.example/?tls=true&tlsCertificateKeyFile=***&tlsCertificateKeyFilePassword=***",
+        ),
+        (
+            "mongodb+srv://AKIAEXAMPLE:aws-secret@cluster.example/?authMechanism=MONGODB-AWS"
+            "&authMechanismProperties=AWS_SESSION_TOKEN:FQoGZXIvYXdzEJr//session-token",
+            "mongodb+srv://AKIAEXAMPLE:***@cluster.example/?authMechanism=MONGODB-AWS&authMechanismProperties=***",
+        ),
+        (
+            "mongodb://db.example/x?password=hunter2;appName=deviceflow",
+            "mongodb://db.example/x?password=***;appName=deviceflow",
+        ),
+        ("mongodb://db.example/x?sig=sig-value&Token=aws-secret", "mongodb://db.example/x?sig=***&Token=***"),
+        ("mongodb://u:hunter2@[::1/x", "mongodb://u:***@[::1/x"),  # malformed: urlsplit would raise
+        ("mongodb://db.example/x#frag-secret", "mongodb://db.example/x#***"),
+        ("mongodb://db.example:27017/devicecode", "mongodb://db.example:27017/devicecode"),
+        ("mongodb://user@db.example/x?authSource=admin", "mongodb://user@db.example/x?authSource=admin"),
+    ],
+)
 def test_redact_uri_hides_every_credential(uri, kept):
     shown = configuration.redact_uri(uri)
     assert shown == kept
@@ -95,8 +130,10 @@ def test_stats_on_an_unreachable_mongodb_does_not_print_its_credentials(monkeypa
     for name in configuration.KNOWN_NAMES:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("CLIENT_ID", "c")
-    monkeypatch.setenv("MONGODB_URI", "mongodb://127.0.0.1:1/x?tls=false"
-                                      "&authMechanismProperties=AWS_SESSION_TOKEN:FQoGZXIvYXdzEJr//session-token")
+    monkeypatch.setenv(
+        "MONGODB_URI",
+        "mongodb://127.0.0.1:1/x?tls=false&authMechanismProperties=AWS_SESSION_TOKEN:FQoGZXIvYXdzEJr//session-token",
+    )
     with pytest.raises(SystemExit):
         main(["stats"])
     out, err = capsys.readouterr()
@@ -104,6 +141,7 @@ def test_stats_on_an_unreachable_mongodb_does_not_print_its_credentials(monkeypa
 
 
 # --- finding 7: import-php
+
 
 @pytest.fixture
 def flow(config, sqlite_store, clock):
@@ -115,10 +153,12 @@ def php_row(token, expires, points=PRM1):
 
 
 def test_an_expiry_the_php_server_could_not_have_issued_is_capped_at_duration(flow, sqlite_store, clock):
-    now = datetime.fromtimestamp(clock(), timezone.utc)
-    rows = [php_row(php_token(1), datetime(9999, 12, 31, tzinfo=timezone.utc)),
-            php_row(php_token(2), now + timedelta(days=4 * 365)),
-            php_row(php_token(3), now + timedelta(days=30))]
+    now = datetime.fromtimestamp(clock(), UTC)
+    rows = [
+        php_row(php_token(1), datetime(9999, 12, 31, tzinfo=UTC)),
+        php_row(php_token(2), now + timedelta(days=4 * 365)),
+        php_row(php_token(3), now + timedelta(days=30)),
+    ]
     summary = ops.import_php(flow, rows)
     assert summary.imported == 3 and summary.capped == 2
     longest = clock() + flow.config.duration_seconds
@@ -131,13 +171,13 @@ def test_an_expiry_the_php_server_could_not_have_issued_is_capped_at_duration(fl
 
 @pytest.mark.parametrize("token", ["a", "0123456789abcdef", "x" * (ops.MIN_TOKEN_LENGTH - 1)])
 def test_a_token_too_short_to_be_a_php_one_is_refused(flow, make_web, config, sqlite_store, clock, token):
-    later = datetime.fromtimestamp(clock(), timezone.utc) + timedelta(days=30)
+    later = datetime.fromtimestamp(clock(), UTC) + timedelta(days=30)
     summary = ops.import_php(flow, [php_row(token, later)])
     assert summary.imported == 0 and dict(summary.skipped) == {ops.BAD_TOKEN: 1}
     assert refresh(make_web(config, sqlite_store), token).json["error"] == "invalid_grant"
 
 
 def test_a_php_sized_token_is_taken(flow, clock):
-    later = datetime.fromtimestamp(clock(), timezone.utc) + timedelta(days=30)
+    later = datetime.fromtimestamp(clock(), UTC) + timedelta(days=30)
     rows = [php_row("f" * ops.MIN_TOKEN_LENGTH, later), php_row(php_token(1), later)]
     assert ops.import_php(flow, rows).imported == 2

@@ -14,6 +14,7 @@ import time
 
 import pytest
 import responses
+from helpers import PRM1, confirm, get_code, poll, tokens_for
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -21,7 +22,6 @@ from deviceflow import translate
 from deviceflow.enedis import EnedisClient
 from deviceflow.errors import UpstreamBadAnswer
 from deviceflow.upstream import MAX_ANSWER_BYTES, MAX_JSON_DEPTH, answer_deadline, parse_json
-from helpers import PRM1, confirm, get_code, poll, tokens_for
 
 ENEDIS = "https://gw.ext.prod.api.enedis.fr"
 TOKEN_V3 = f"{ENEDIS}/oauth2/v3/token"
@@ -31,8 +31,14 @@ LOAD_CURVE_V5 = f"{ENEDIS}/{LOAD_CURVE}"
 LOAD_CURVE_2026 = f"{ENEDIS}/mesure_synchrone_auto/v2/courbe_de_charge_consommation"
 PASSTHROUGH_TOKEN = "https://oauth.example.org/token"
 WEEK = {"start": "2026-09-22", "end": "2026-09-29"}
-V5_ANSWER = {"meter_reading": {"usage_point_id": PRM1, "start": WEEK["start"], "end": WEEK["end"],
-                               "interval_reading": [{"value": "4078", "date": "2026-09-22 00:30:00"}]}}
+V5_ANSWER = {
+    "meter_reading": {
+        "usage_point_id": PRM1,
+        "start": WEEK["start"],
+        "end": WEEK["end"],
+        "interval_reading": [{"value": "4078", "date": "2026-09-22 00:30:00"}],
+    }
+}
 # What the Python json module cannot parse without running out of stack.
 NESTED = b"[" * 100_000 + b"]" * 100_000
 NESTED_OBJECT = b'{"a":' * 100_000 + b"1" + b"}" * 100_000
@@ -59,9 +65,11 @@ def is_page(response, status):
 @pytest.fixture
 def proxy_in(make_web, make_config, sqlite_store, clock):
     """The proxy in an ENEDIS_API_MODE, its Enedis client on `responses`."""
+
     def make(mode, **env):
         config = make_config(ENEDIS_API_MODE=mode, **env)
         return make_web(config, upstream=EnedisClient(config, sqlite_store, clock=clock, sleep=clock.advance))
+
     return make
 
 
@@ -72,8 +80,12 @@ def enedis(enedis_mock):
 
 
 def fetch(app, token, path=LOAD_CURVE):
-    return app.get(f"/data/proxy/{path}", {"usage_point_id": PRM1, **WEEK},
-                   headers={"Authorization": f"Bearer {token}"}, expect_errors=True)
+    return app.get(
+        f"/data/proxy/{path}",
+        {"usage_point_id": PRM1, **WEEK},
+        headers={"Authorization": f"Bearer {token}"},
+        expect_errors=True,
+    )
 
 
 def asked(mock, url):
@@ -81,6 +93,7 @@ def asked(mock, url):
 
 
 # --- finding 4: deeply nested JSON, in every place an answer is read
+
 
 @pytest.mark.parametrize("body", [NESTED, NESTED_OBJECT, DEEP_FAULT], ids=["array", "object", "900 faults"])
 @pytest.mark.parametrize("mode", ["legacy", "new"])
@@ -133,8 +146,9 @@ def device_app(make_web, make_config):
     return make_web(make_config(FLOW="DEVICE", TOKEN_ENDPOINT=PASSTHROUGH_TOKEN, CLIENT_SECRET=None))
 
 
-def test_nested_json_from_the_code_exchange_denies_the_flow_and_forgets_the_lent_secret(device_app, enedis_mock,
-                                                                                       sqlite_store):
+def test_nested_json_from_the_code_exchange_denies_the_flow_and_forgets_the_lent_secret(
+    device_app, enedis_mock, sqlite_store
+):
     enedis_mock.add(responses.POST, PASSTHROUGH_TOKEN, body=NESTED_OBJECT, content_type=JSON)
     code = get_code(device_app, client_secret="lent-secret-value")
     state = confirm(device_app, code["user_code"])["state"]
@@ -148,8 +162,11 @@ def test_nested_json_from_the_code_exchange_denies_the_flow_and_forgets_the_lent
 @pytest.mark.parametrize("content_type", [JSON, "text/html"])
 def test_nested_json_on_device_proxy_is_a_502(device_app, enedis_mock, content_type):
     enedis_mock.add(responses.POST, PASSTHROUGH_TOKEN, body=NESTED, content_type=content_type)
-    reply = device_app.post("/device/proxy", {"grant_type": "refresh_token", "client_id": "test-client",
-                                              "refresh_token": "r", "client_secret": "s"}, expect_errors=True)
+    reply = device_app.post(
+        "/device/proxy",
+        {"grant_type": "refresh_token", "client_id": "test-client", "refresh_token": "r", "client_secret": "s"},
+        expect_errors=True,
+    )
     assert is_upstream_error(reply)
 
 
@@ -187,8 +204,9 @@ def test_auto_asks_v5_after_an_error_without_description(proxy_in, enedis, body)
 def test_an_enedis_429_with_an_odd_retry_after_is_a_429(proxy_in, enedis, mode, url, retry_after):
     app = proxy_in(mode)
     token = tokens_for(app)["access_token"]
-    enedis.add(responses.GET, url, status=429, json={"error": "too_many_requests"},
-               headers={"Retry-After": retry_after})
+    enedis.add(
+        responses.GET, url, status=429, json={"error": "too_many_requests"}, headers={"Retry-After": retry_after}
+    )
     answer = fetch(app, token)
     assert answer.status_int == 429
     assert 1 <= int(answer.headers["Retry-After"]) <= 86400
@@ -207,10 +225,25 @@ def test_wrong_types_at_every_level_give_v5_text_or_nothing(proxy_in, enedis):
     Enedis never reaches it in their place, nor an error's extra fields."""
     app = proxy_in("new")
     token = tokens_for(app)["access_token"]
-    odd = {"idPrm": ["x"], "etapeMetier": {"x": 1}, "periode": {"dateDebut": 7, "dateFin": None},
-           "grandeur": [{"grandeurMetier": "CONS", "grandeurPhysique": "PA", "unite": {"W": True},
-                         "points": [{"v": "10", "d": "2026-09-22 00:30:00", "p": ["PT30M"], "n": 3},
-                                    {"v": ["1"], "d": "2026-09-22 01:00:00"}, "x", None, 5]}]}
+    odd = {
+        "idPrm": ["x"],
+        "etapeMetier": {"x": 1},
+        "periode": {"dateDebut": 7, "dateFin": None},
+        "grandeur": [
+            {
+                "grandeurMetier": "CONS",
+                "grandeurPhysique": "PA",
+                "unite": {"W": True},
+                "points": [
+                    {"v": "10", "d": "2026-09-22 00:30:00", "p": ["PT30M"], "n": 3},
+                    {"v": ["1"], "d": "2026-09-22 01:00:00"},
+                    "x",
+                    None,
+                    5,
+                ],
+            }
+        ],
+    }
     enedis.add(responses.GET, LOAD_CURVE_2026, json=odd)
     reading = fetch(app, token).json["meter_reading"]
     assert reading["usage_point_id"] == PRM1 and reading["quality"] == "BRUT"
@@ -218,21 +251,70 @@ def test_wrong_types_at_every_level_give_v5_text_or_nothing(proxy_in, enedis):
     assert reading["reading_type"]["unit"] == "W"
     assert reading["interval_reading"] == [{"value": "10", "date": "2026-09-22 00:30:00"}]
 
-    enedis.replace(responses.GET, LOAD_CURVE_2026, status=400,
-                   json={"error": "E1", "error_description": "bad", "detail": {"nested": [1, 2]}})
+    enedis.replace(
+        responses.GET,
+        LOAD_CURVE_2026,
+        status=400,
+        json={"error": "E1", "error_description": "bad", "detail": {"nested": [1, 2]}},
+    )
     assert fetch(app, token).json == {"error": "E1", "error_description": "bad"}
 
 
 # Names the translation reads, so that random answers reach every branch of it.
-NAMES = st.sampled_from([
-    "grandeur", "points", "v", "d", "p", "n", "unite", "grandeurMetier", "grandeurPhysique", "CONS", "PA", "EA", "PMA",
-    "idPrm", "periode", "dateDebut", "dateFin", "pas", "etapeMetier", "contracts", "contract_type", "subscribed_power",
-    "value", "unit", "segment", "person", "customer", "organization", "contact_data", "landline", "phone", "email",
-    "address", "postal_code_city", "error", "error_description", "error_uri", "code", "message", "fault", "relais",
-    "plageHeuresCreuses", "dispositifComptage", "typeComptage", "consumption_last_activation_date", "x"])
+NAMES = st.sampled_from(
+    [
+        "grandeur",
+        "points",
+        "v",
+        "d",
+        "p",
+        "n",
+        "unite",
+        "grandeurMetier",
+        "grandeurPhysique",
+        "CONS",
+        "PA",
+        "EA",
+        "PMA",
+        "idPrm",
+        "periode",
+        "dateDebut",
+        "dateFin",
+        "pas",
+        "etapeMetier",
+        "contracts",
+        "contract_type",
+        "subscribed_power",
+        "value",
+        "unit",
+        "segment",
+        "person",
+        "customer",
+        "organization",
+        "contact_data",
+        "landline",
+        "phone",
+        "email",
+        "address",
+        "postal_code_city",
+        "error",
+        "error_description",
+        "error_uri",
+        "code",
+        "message",
+        "fault",
+        "relais",
+        "plageHeuresCreuses",
+        "dispositifComptage",
+        "typeComptage",
+        "consumption_last_activation_date",
+        "x",
+    ]
+)
 SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5) | NAMES
-ANSWERS = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(NAMES, inner, max_size=5),
-                       max_leaves=30)
+ANSWERS = st.recursive(
+    SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(NAMES, inner, max_size=5), max_leaves=30
+)
 
 
 def leaves(value):
@@ -244,8 +326,13 @@ def leaves(value):
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
-@given(st.sampled_from(sorted(translate._MEASURES) + sorted(translate._CUSTOMERS)),
-       st.sampled_from([200, 400, 404, 429, 500]), ANSWERS, ANSWERS, ANSWERS)
+@given(
+    st.sampled_from(sorted(translate._MEASURES) + sorted(translate._CUSTOMERS)),
+    st.sampled_from([200, 400, 404, 429, 500]),
+    ANSWERS,
+    ANSWERS,
+    ANSWERS,
+)
 def test_translate_takes_wrong_types_at_every_level(path, status, first, synth, comptage):
     """Whatever JSON Enedis sends (once parse_json let it through), the
     translation answers text where v5 had text, and never raises."""
@@ -255,8 +342,15 @@ def test_translate_takes_wrong_types_at_every_level(path, status, first, synth, 
     translate.should_fall_back(v5_status, json.dumps(body, allow_nan=False))
 
 
-@pytest.mark.parametrize("body", [b'{"meter_reading": NaN}', b'{"meter_reading": {"value": 1e999}}',
-                                  b'{"meter_reading": Infinity}', '{"v": "\u00e9"}'.encode("utf-16")])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"meter_reading": NaN}',
+        b'{"meter_reading": {"value": 1e999}}',
+        b'{"meter_reading": Infinity}',
+        '{"v": "\u00e9"}'.encode("utf-16"),
+    ],
+)
 def test_json_that_is_not_strict_json_is_not_relayed(proxy_in, enedis, body):
     app = proxy_in("legacy")
     token = tokens_for(app)["access_token"]
@@ -278,19 +372,23 @@ TWENTY_MB = 20 * 1024 * 1024
 def huge_v5_answer(size=TWENTY_MB):
     point = b'{"value": "4078", "date": "2026-09-22 00:30:00", "interval_length": "PT30M"},'
     points = point * (size // len(point))
-    return (b'{"meter_reading": {"usage_point_id": "' + PRM1.encode() + b'", "interval_reading": ['
-            + points[:-1] + b"]}}")
+    return (
+        b'{"meter_reading": {"usage_point_id": "' + PRM1.encode() + b'", "interval_reading": [' + points[:-1] + b"]}}"
+    )
 
 
 def huge_2026_answer(size=TWENTY_MB):
     point = b'{"v": "4078", "d": "2026-09-22 00:30:00", "p": "PT30M", "n": "B"},'
     points = point * (size // len(point))
-    return (b'{"idPrm": "' + PRM1.encode() + b'", "grandeur": [{"grandeurMetier": "CONS", "grandeurPhysique": "PA", '
-            b'"points": [' + points[:-1] + b"]}]}")
+    return (
+        b'{"idPrm": "' + PRM1.encode() + b'", "grandeur": [{"grandeurMetier": "CONS", "grandeurPhysique": "PA", '
+        b'"points": [' + points[:-1] + b"]}]}"
+    )
 
 
-@pytest.mark.parametrize("mode, url, body", [("legacy", LOAD_CURVE_V5, huge_v5_answer),
-                                             ("new", LOAD_CURVE_2026, huge_2026_answer)])
+@pytest.mark.parametrize(
+    "mode, url, body", [("legacy", LOAD_CURVE_V5, huge_v5_answer), ("new", LOAD_CURVE_2026, huge_2026_answer)]
+)
 @pytest.mark.parametrize("how", ["content-length", "no length", "gzip"])
 def test_a_20_mb_answer_is_refused(proxy_in, enedis, mode, url, body, how):
     app = proxy_in(mode)
@@ -301,8 +399,9 @@ def test_a_20_mb_answer_is_refused(proxy_in, enedis, mode, url, body, how):
     elif how == "no length":  # read up to the cap
         enedis.add(responses.GET, url, body=payload, content_type=JSON)
     else:  # 20 MB behind a few kB on the wire
-        enedis.add(responses.GET, url, body=gzip.compress(payload), content_type=JSON,
-                   headers={"Content-Encoding": "gzip"})
+        enedis.add(
+            responses.GET, url, body=gzip.compress(payload), content_type=JSON, headers={"Content-Encoding": "gzip"}
+        )
     assert is_upstream_error(fetch(app, token))
 
 
@@ -310,13 +409,22 @@ def test_a_year_of_load_curve_fits_well_under_the_cap():
     import datetime as dt
 
     from deviceflow.simulator import curve_points
+
     points = list(curve_points(PRM1, dt.date(2025, 9, 29), dt.date(2026, 9, 29), "CONS"))
-    year = json.dumps({"idPrm": PRM1, "grandeur": [{"points": [
-        {"v": str(v), "d": d, "p": "PT30M", "n": "B", "iv": "0", "ec": "0"} for d, v in points]}]}, indent=2)
+    year = json.dumps(
+        {
+            "idPrm": PRM1,
+            "grandeur": [
+                {"points": [{"v": str(v), "d": d, "p": "PT30M", "n": "B", "iv": "0", "ec": "0"} for d, v in points]}
+            ],
+        },
+        indent=2,
+    )
     assert len(points) == 17520 and len(year) * 1.25 < MAX_ANSWER_BYTES
 
 
 # --- finding 5: the content type devices get
+
 
 @pytest.mark.parametrize("status", [200, 404])
 def test_upstream_text_html_is_never_relayed_on_data_proxy(proxy_in, enedis, status):
@@ -332,14 +440,18 @@ def test_upstream_text_html_is_never_relayed_on_data_proxy(proxy_in, enedis, sta
 def test_upstream_text_html_is_never_relayed_on_device_proxy(device_app, enedis_mock):
     body = b'{"access_token": "<script>alert(1)</script>", "refresh_token": "r2"}'
     enedis_mock.add(responses.POST, PASSTHROUGH_TOKEN, body=body, content_type="text/html")
-    reply = device_app.post("/device/proxy", {"grant_type": "refresh_token", "client_id": "test-client",
-                                              "refresh_token": "r", "client_secret": "s"}, expect_errors=True)
+    reply = device_app.post(
+        "/device/proxy",
+        {"grant_type": "refresh_token", "client_id": "test-client", "refresh_token": "r", "client_secret": "s"},
+        expect_errors=True,
+    )
     assert reply.status_int == 200 and reply.body == body
     assert reply.headers["Content-Type"] == "application/json; charset=utf-8"
     assert reply.headers["X-Content-Type-Options"] == "nosniff"
 
 
 # --- finding 5: the deadline, against a real socket
+
 
 class Dripping:
     """An upstream on 127.0.0.1 that answers the token quickly, and a data call
@@ -368,8 +480,10 @@ class Dripping:
             try:
                 if request.startswith(b"POST"):
                     body = json.dumps({"access_token": "t", "expires_in": 12600}).encode()
-                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-                                 b"\r\n%s" % (len(body), body))
+                    conn.sendall(
+                        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+                        b"\r\n%s" % (len(body), body)
+                    )
                     return
                 body = json.dumps(V5_ANSWER).encode() + b" " * 200
                 head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n" % len(body)
@@ -387,7 +501,7 @@ class Dripping:
         """A byte at a time for `seconds`, then the rest at once."""
         end, sent = time.monotonic() + self.seconds, 0
         while sent < len(data) and time.monotonic() < end:
-            conn.sendall(data[sent:sent + 1])
+            conn.sendall(data[sent : sent + 1])
             sent += 1
             time.sleep(self.pause)
         conn.sendall(data[sent:])
@@ -402,8 +516,13 @@ def test_an_upstream_dripping_past_the_deadline_is_a_504(make_web, make_config, 
     dripping = Dripping(where)
     try:
         base = f"http://127.0.0.1:{dripping.port}"
-        config = make_config(ENEDIS_API_MODE="legacy", DATA_ENDPOINT=base, TOKEN_ENDPOINT_V3=f"{base}/oauth2/v3/token",
-                             UPSTREAM_CONNECT_TIMEOUT="0.5", UPSTREAM_READ_TIMEOUT="0.5")
+        config = make_config(
+            ENEDIS_API_MODE="legacy",
+            DATA_ENDPOINT=base,
+            TOKEN_ENDPOINT_V3=f"{base}/oauth2/v3/token",
+            UPSTREAM_CONNECT_TIMEOUT="0.5",
+            UPSTREAM_READ_TIMEOUT="0.5",
+        )
         app = make_web(config, upstream=EnedisClient(config, sqlite_store, clock=clock, sleep=clock.advance))
         token = tokens_for(app)["access_token"]
         started = time.monotonic()

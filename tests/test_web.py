@@ -1,20 +1,25 @@
 """Every route of SPEC §4 in scope, as a device and a browser see it (WebTest over the WSGI app)."""
 
 import re
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
-
-from deviceflow.store import digest
 from helpers import DEVICE_GRANT, PRM1, PRM2, confirm, consent, get_code, poll, refresh, tokens_for
 
+from deviceflow.store import digest
 
 # --- POST /device/code
 
+
 def test_device_code_answers_the_rfc8628_fields(app):
     body = get_code(app)
-    assert set(body) == {"device_code", "user_code", "verification_uri", "verification_uri_complete",
-                         "expires_in", "interval"}
+    assert set(body) == {
+        "device_code",
+        "user_code",
+        "verification_uri",
+        "verification_uri_complete",
+        "expires_in",
+        "interval",
+    }
     assert len(body["device_code"]) >= 43  # 32 random bytes, url-safe
     assert re.fullmatch(r"[BCDFGHJKLMNPQRSTVWXZ]{4}-[BCDFGHJKLMNPQRSTVWXZ]{4}", body["user_code"])
     assert body["verification_uri"] == "http://localhost:8080/device"
@@ -55,15 +60,18 @@ def test_base_url_builds_urls_not_the_host_header(make_web, make_config):
     assert body["verification_uri"] == "https://proxy.example.org/device"
 
 
-@pytest.mark.parametrize("body, content_type", [
-    ("client_id=test-client", "application/json"),
-    ('{"client_id": "test-client"}', "application/json"),
-    ("client_id=test-client&client_id=other", "application/x-www-form-urlencoded"),
-    ("client_id=test-client&scope=" + "a" * (65 * 1024), "application/x-www-form-urlencoded"),
-    ("client_id=test-%ff%fe", "application/x-www-form-urlencoded"),
-    ("client_id=test-client%0d%0aX: y", "application/x-www-form-urlencoded"),
-    ("client_id=test%00client", "application/x-www-form-urlencoded"),
-])
+@pytest.mark.parametrize(
+    "body, content_type",
+    [
+        ("client_id=test-client", "application/json"),
+        ('{"client_id": "test-client"}', "application/json"),
+        ("client_id=test-client&client_id=other", "application/x-www-form-urlencoded"),
+        ("client_id=test-client&scope=" + "a" * (65 * 1024), "application/x-www-form-urlencoded"),
+        ("client_id=test-%ff%fe", "application/x-www-form-urlencoded"),
+        ("client_id=test-client%0d%0aX: y", "application/x-www-form-urlencoded"),
+        ("client_id=test%00client", "application/x-www-form-urlencoded"),
+    ],
+)
 def test_bad_bodies_are_400_invalid_request(app, body, content_type):
     response = app.post("/device/code", body, content_type=content_type, status=400)
     assert response.json["error"] == "invalid_request"
@@ -72,18 +80,18 @@ def test_bad_bodies_are_400_invalid_request(app, body, content_type):
 
 def test_version_min_refuses_old_or_unnamed_clients(make_web, make_config):
     app = make_web(make_config(VERSION_MIN="2.5.0"))
-    old = app.post("/device/code", {"client_id": "test-client"}, headers={"User-Agent": "DomoticzLinky/2.4.9"},
-                   status=400)
+    old = app.post(
+        "/device/code", {"client_id": "test-client"}, headers={"User-Agent": "DomoticzLinky/2.4.9"}, status=400
+    )
     assert old.json["error"] == "version_mismatch"
     none = app.post("/device/token", {"grant_type": DEVICE_GRANT}, headers={"User-Agent": "curl"}, status=400)
     assert none.json["error"] == "version_mismatch"
-    app.post("/device/code", {"client_id": "test-client"}, headers={"User-Agent": "DomoticzLinky/2.6.0"},
-             status=200)
-    app.post("/device/code", {"client_id": "test-client"}, headers={"User-Agent": "DomoticzLinky/2.10"},
-             status=200)
+    app.post("/device/code", {"client_id": "test-client"}, headers={"User-Agent": "DomoticzLinky/2.6.0"}, status=200)
+    app.post("/device/code", {"client_id": "test-client"}, headers={"User-Agent": "DomoticzLinky/2.10"}, status=200)
 
 
 # --- GET /device, POST /auth/verify_code
+
 
 def test_link_shows_the_code_and_does_not_start_consent(app):
     code = get_code(app)
@@ -98,8 +106,7 @@ def test_link_shows_the_code_and_does_not_start_consent(app):
 
 
 def test_the_requesting_application_is_named(app):
-    code = app.post("/device/code", {"client_id": "test-client"},
-                    headers={"User-Agent": "DomoticzLinky/2.6.0"}).json
+    code = app.post("/device/code", {"client_id": "test-client"}, headers={"User-Agent": "DomoticzLinky/2.6.0"}).json
     page = app.get(f"/device?code={code['user_code']}")
     assert "DomoticzLinky" in page.text
 
@@ -135,7 +142,8 @@ def test_confirm_is_a_302_to_the_configured_endpoint(app):
     page = app.get(f"/device?code={code['user_code']}")
     response = page.forms[0].submit(status=302)
     assert response.headers["Location"].startswith(
-        "https://mon-compte-particulier.enedis.fr/dataconnect/v1/oauth2/authorize?")
+        "https://mon-compte-particulier.enedis.fr/dataconnect/v1/oauth2/authorize?"
+    )
 
 
 def test_caller_state_suffix_is_appended(app):
@@ -183,7 +191,9 @@ def test_repeated_wrong_codes_get_429_from_one_address(app):
 
 def test_many_addresses_guessing_share_a_global_budget(app):
     for i in range(300):
-        app.get("/device?code=BBBB-BBBB", expect_errors=True, extra_environ={"REMOTE_ADDR": f"10.0.{i // 250}.{i % 250}"})
+        app.get(
+            "/device?code=BBBB-BBBB", expect_errors=True, extra_environ={"REMOTE_ADDR": f"10.0.{i // 250}.{i % 250}"}
+        )
     page = app.get("/device?code=CCCC-CCCC", expect_errors=True, extra_environ={"REMOTE_ADDR": "10.0.0.1"})
     assert page.status_int == 429  # a site that failed waits once the server-wide count is spent
 
@@ -203,6 +213,7 @@ def test_browser_cookie_is_httponly_and_lax(app):
 
 
 # --- GET /auth/redirect
+
 
 def test_consent_shows_success_and_the_device_gets_tokens(app):
     code = get_code(app)
@@ -230,8 +241,9 @@ def test_state_is_single_use(app):
     code = get_code(app)
     query = confirm(app, code["user_code"])
     app.get("/auth/redirect", {"state": query["state"], "code": "c", "usage_point_id": PRM1})
-    again = app.get("/auth/redirect", {"state": query["state"], "code": "c", "usage_point_id": PRM2},
-                    expect_errors=True)
+    again = app.get(
+        "/auth/redirect", {"state": query["state"], "code": "c", "usage_point_id": PRM2}, expect_errors=True
+    )
     assert again.status_int == 400
 
 
@@ -239,8 +251,7 @@ def test_state_is_bound_to_the_browser(app):
     code = get_code(app)
     query = confirm(app, code["user_code"])
     app.reset()  # another browser: no cookie
-    page = app.get("/auth/redirect", {"state": query["state"], "code": "c", "usage_point_id": PRM1},
-                   expect_errors=True)
+    page = app.get("/auth/redirect", {"state": query["state"], "code": "c", "usage_point_id": PRM1}, expect_errors=True)
     assert page.status_int == 400
     assert poll(app, code["device_code"]).json["error"] == "authorization_pending"
 
@@ -248,8 +259,11 @@ def test_state_is_bound_to_the_browser(app):
 def test_refusal_at_enedis_marks_the_flow_denied(app):
     code = get_code(app)
     query = confirm(app, code["user_code"])
-    page = app.get("/auth/redirect", {"state": query["state"], "error": "access_denied",
-                                      "error_description": "<script>alert(1)</script>"}, expect_errors=True)
+    page = app.get(
+        "/auth/redirect",
+        {"state": query["state"], "error": "access_denied", "error_description": "<script>alert(1)</script>"},
+        expect_errors=True,
+    )
     assert page.status_int == 400
     assert "<script>alert(1)" not in page.text
     assert poll(app, code["device_code"]).json["error"] == "access_denied"
@@ -269,6 +283,7 @@ def test_unknown_state_gives_a_readable_page(app):
 
 
 # --- POST /device/token
+
 
 def test_pending_poll_carries_the_interval(app):
     code = get_code(app)
@@ -322,21 +337,23 @@ def test_another_client_cannot_poll_the_code(app):
     assert poll(app, code["device_code"]).status_int == 200
 
 
-@pytest.mark.parametrize("form, error", [
-    ({"grant_type": "password", "client_id": "test-client"}, "unsupported_grant_type"),
-    ({"grant_type": "client_credentials", "client_id": "test-client"}, "unsupported_grant_type"),
-    ({"client_id": "test-client"}, "invalid_request"),
-    ({"grant_type": DEVICE_GRANT, "client_id": "test-client"}, "invalid_request"),
-    ({"grant_type": "refresh_token", "client_id": "test-client"}, "invalid_request"),
-])
+@pytest.mark.parametrize(
+    "form, error",
+    [
+        ({"grant_type": "password", "client_id": "test-client"}, "unsupported_grant_type"),
+        ({"grant_type": "client_credentials", "client_id": "test-client"}, "unsupported_grant_type"),
+        ({"client_id": "test-client"}, "invalid_request"),
+        ({"grant_type": DEVICE_GRANT, "client_id": "test-client"}, "invalid_request"),
+        ({"grant_type": "refresh_token", "client_id": "test-client"}, "invalid_request"),
+    ],
+)
 def test_token_endpoint_errors(app, form, error):
     response = app.post("/device/token", form, status=400)
     assert response.json["error"] == error
 
 
 def test_token_endpoint_unknown_client_is_401(app):
-    response = app.post("/device/token", {"grant_type": DEVICE_GRANT, "client_id": "x", "device_code": "y"},
-                        status=401)
+    response = app.post("/device/token", {"grant_type": DEVICE_GRANT, "client_id": "x", "device_code": "y"}, status=401)
     assert response.json["error"] == "invalid_client"
 
 
@@ -349,6 +366,7 @@ def test_tokens_are_stored_only_as_digests(app, sqlite_store, tmp_path):
 
 
 # --- refresh
+
 
 def test_refresh_rotates_and_keeps_usage_points(app):
     first = tokens_for(app, f"{PRM1};{PRM2}")
@@ -400,6 +418,7 @@ def test_refresh_token_expires_with_the_consent_duration(make_web, make_config, 
 
 # --- discovery and operations
 
+
 def test_metadata_names_the_endpoints(app):
     body = app.get("/.well-known/oauth-authorization-server").json
     assert body["issuer"] == "http://localhost:8080"
@@ -413,7 +432,9 @@ def test_healthz_reports_ok_then_503_when_the_store_is_gone(app, sqlite_store):
 
     def broken():
         from deviceflow.errors import StoreUnavailable
+
         raise StoreUnavailable("down")
+
     sqlite_store.ping = broken
     assert app.get("/healthz", status=503).json["status"] == "unavailable"
 
@@ -423,6 +444,7 @@ def test_store_down_gives_503_temporarily_unavailable(app, sqlite_store):
 
     def down(*args, **kwargs):
         raise StoreUnavailable("down")
+
     sqlite_store.add = down
     response = app.post("/device/code", {"client_id": "test-client"}, status=503)
     assert response.json["error"] == "temporarily_unavailable"
@@ -449,9 +471,16 @@ def test_static_css_is_served_locally(app):
 
 # --- the pages people see: who runs the server, the language switch, what to do next
 
+
 def test_home_names_the_operator_and_how_long_things_are_kept(make_web, make_config):
-    app = make_web(make_config(OPERATOR_NAME="Association Exemple", OPERATOR_CONTACT="admin@example.org",
-                               CODE_LIFETIME="600", DURATION="P1Y"))
+    app = make_web(
+        make_config(
+            OPERATOR_NAME="Association Exemple",
+            OPERATOR_CONTACT="admin@example.org",
+            CODE_LIFETIME="600",
+            DURATION="P1Y",
+        )
+    )
     page = app.get("/")
     operator = page.html.find(id="operator")
     assert "Association Exemple" in operator.text

@@ -26,10 +26,24 @@ from deviceflow import sealing
 from deviceflow.config import Config
 from deviceflow.errors import PageError, StaleConsent, UpstreamError
 from deviceflow.flow.clients import network_of
-from deviceflow.flow.records import (APPROVED, AUTHORIZATION_CODE_PURPOSE, CONSENT_RETURNS, DENIED, FLOW, LENT_SECRET,
-                                     MODE_CLIENT_CREDENTIALS, MODE_DEVICE, PENDING, SETTLED, STATE, STATE_RETURNS,
-                                     FlowRecord, StateRecord, sealed_for)
 from deviceflow.flow.device_code_grant import SETTLED_MEMORY, PendingView
+from deviceflow.flow.records import (
+    APPROVED,
+    AUTHORIZATION_CODE_PURPOSE,
+    CONSENT_RETURNS,
+    DENIED,
+    FLOW,
+    LENT_SECRET,
+    MODE_CLIENT_CREDENTIALS,
+    MODE_DEVICE,
+    PENDING,
+    SETTLED,
+    STATE,
+    STATE_RETURNS,
+    FlowRecord,
+    StateRecord,
+    sealed_for,
+)
 from deviceflow.flow.verification import PendingFlow
 from deviceflow.store import Store, digest
 from deviceflow.upstream import loggable
@@ -53,17 +67,35 @@ CLIENT_CREDENTIALS_SUFFIX = "-cg"
 # Redirect parameters never handed to the device: the exchange's own, and every
 # field of a token response (RFC 6749 §5.1, §5.2; OpenID's id_token), so that a
 # query string can neither override nor fill in what only upstream may say.
-RESERVED_TOKEN_FIELDS = frozenset({
-    "code", "state", "access_token", "token_type", "expires_in", "refresh_token", "scope", "id_token",
-    "error", "error_description", "error_uri",
-})
+RESERVED_TOKEN_FIELDS = frozenset(
+    {
+        "code",
+        "state",
+        "access_token",
+        "token_type",
+        "expires_in",
+        "refresh_token",
+        "scope",
+        "id_token",
+        "error",
+        "error_description",
+        "error_uri",
+    }
+)
 
 
 class Consent:
     """The way to upstream's consent page and back."""
 
-    def __init__(self, config: Config, store: Store, clock=time.time, upstream=None, passthrough=None,
-                 pending: PendingView | None = None):
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        clock=time.time,
+        upstream=None,
+        passthrough=None,
+        pending: PendingView | None = None,
+    ):
         """`upstream` is the Enedis client, used to turn a v2 `autorisation_id` into usage points;
         `passthrough` (deviceflow.passthrough) exchanges the authorization code in FLOW=DEVICE; `pending`
         is the instance's view of pending flows, told when a flow is settled here."""
@@ -79,8 +111,9 @@ class Consent:
         if state_suffix and not STATE_SUFFIX.fullmatch(state_suffix):
             state_suffix = ""
         mode = MODE_CLIENT_CREDENTIALS
-        if self.config.device_mode and not (state_suffix.endswith(CLIENT_CREDENTIALS_SUFFIX)
-                                            and self.config.client_secret):
+        if self.config.device_mode and not (
+            state_suffix.endswith(CLIENT_CREDENTIALS_SUFFIX) and self.config.client_secret
+        ):
             mode = MODE_DEVICE
         state = secrets.token_urlsafe(24) + state_suffix
         client_id = self.config.client_id or pending.client_id
@@ -94,8 +127,14 @@ class Consent:
         flow = self.store.get(FLOW, pending.device_key) or {}
         if flow.get("scope"):
             params["scope"] = flow["scope"]
-        record: StateRecord = {"device": pending.device_key, "browser": digest(browser_id), "mode": mode,
-                               "started": self.clock(), "client_id": client_id, "autorisation_id": None}
+        record: StateRecord = {
+            "device": pending.device_key,
+            "browser": digest(browser_id),
+            "mode": mode,
+            "started": self.clock(),
+            "client_id": client_id,
+            "autorisation_id": None,
+        }
         if self.config.pkce and mode == MODE_DEVICE:
             verifier = secrets.token_urlsafe(48)
             record["verifier"] = verifier
@@ -126,8 +165,10 @@ class Consent:
             raise PageError("bad_state")
         # Counted once the return names a flow of this browser: returns that name none cost nothing,
         # and must not let a neighbour behind the same address spend the person's budget.
-        if address is not None and self.store.incr(
-                CONSENT_RETURNS, network_of(address), RETURNS_PER_ADDRESS_WINDOW) > RETURNS_PER_ADDRESS:
+        if (
+            address is not None
+            and self.store.incr(CONSENT_RETURNS, network_of(address), RETURNS_PER_ADDRESS_WINDOW) > RETURNS_PER_ADDRESS
+        ):
             raise PageError("too_many_returns", 429, RETURNS_PER_ADDRESS_WINDOW)
         if self.store.incr(STATE_RETURNS, state, self.config.code_lifetime) > RETURNS_PER_STATE:
             self._discard_state(state)
@@ -212,8 +253,9 @@ class Consent:
         if self.upstream is None:
             raise PageError("upstream_unavailable", 502)
         try:
-            points = self.upstream.usage_points_for(autorisation_id, started=record["started"],
-                                                    flow_key=record["device"])
+            points = self.upstream.usage_points_for(
+                autorisation_id, started=record["started"], flow_key=record["device"]
+            )
         except ValueError:
             self._discard_state(state)
             raise PageError("bad_usage_points") from None
@@ -239,15 +281,22 @@ class Consent:
         if flow.get("lent") and flow.get("public_key"):
             # Only the device code opens the lent secret: the exchange waits for the device's next poll,
             # the code sealed the same way (the success page cannot tell whether upstream will take it).
-            grant = {"code": params["code"], "client_id": record.get("client_id", ""),
-                     "verifier": record.get("verifier"),
-                     "extra": {k: v for k, v in params.items() if k not in RESERVED_TOKEN_FIELDS}}
-            return {"sealed_code": sealing.seal_to(flow["public_key"], json.dumps(grant).encode(),
-                                                   sealed_for(AUTHORIZATION_CODE_PURPOSE, device_key))}
+            grant = {
+                "code": params["code"],
+                "client_id": record.get("client_id", ""),
+                "verifier": record.get("verifier"),
+                "extra": {k: v for k, v in params.items() if k not in RESERVED_TOKEN_FIELDS},
+            }
+            return {
+                "sealed_code": sealing.seal_to(
+                    flow["public_key"], json.dumps(grant).encode(), sealed_for(AUTHORIZATION_CODE_PURPOSE, device_key)
+                )
+            }
         secret = self.config.client_secret or flow.get("client_secret", "")
         try:
-            response = self.passthrough.exchange_code(params["code"], record.get("client_id", ""), secret,
-                                                      record.get("verifier"))
+            response = self.passthrough.exchange_code(
+                params["code"], record.get("client_id", ""), secret, record.get("verifier")
+            )
         except UpstreamError as error:
             self.settle_pending(device_key, {"status": DENIED, **forget})
             raise PageError("exchange_failed", error.status) from None

@@ -14,8 +14,16 @@ from deviceflow import sealing
 from deviceflow.config import Config
 from deviceflow.errors import TemporarilyUnavailable, TooManyRequests
 from deviceflow.flow.clients import application_name, check_client, network_of
-from deviceflow.flow.records import (DEVICE_CODES_ASKED, FLOW, LENT_SECRET, LENT_SECRET_PURPOSE, PENDING, USER_CODE,
-                                     FlowRecord, sealed_for)
+from deviceflow.flow.records import (
+    DEVICE_CODES_ASKED,
+    FLOW,
+    LENT_SECRET,
+    LENT_SECRET_PURPOSE,
+    PENDING,
+    USER_CODE,
+    FlowRecord,
+    sealed_for,
+)
 from deviceflow.store import Store, digest
 
 # No vowels (no words), no look-alikes (0/O, 1/I): RFC 8628 §6.1.
@@ -57,8 +65,9 @@ class DeviceAuthorization:
         self.store = store
         self.clock = clock
 
-    def issue_codes(self, client_id: str, client_secret: str = "", scope: str = "", user_agent: str = "",
-                    address: str | None = None) -> dict:
+    def issue_codes(
+        self, client_id: str, client_secret: str = "", scope: str = "", user_agent: str = "", address: str | None = None
+    ) -> dict:
         """A new flow for a known client, as the device authorization response; when `address` is given,
         it counts against that address's device-code budget (only requests that would create a flow count)."""
         client_id = check_client(self.config, client_id)
@@ -88,8 +97,9 @@ class DeviceAuthorization:
                 # No configured secret: the device lends its own, sealed in a record of its own that
                 # expires with the code (the flow's is remembered a day longer).
                 record["lent"] = True
-                sealed = sealing.seal_to(record["public_key"], client_secret.encode(),
-                                         sealed_for(LENT_SECRET_PURPOSE, device_key))
+                sealed = sealing.seal_to(
+                    record["public_key"], client_secret.encode(), sealed_for(LENT_SECRET_PURPOSE, device_key)
+                )
                 self.store.put(LENT_SECRET, device_key, {"sealed": sealed}, lifetime + LENT_SECRET_GRACE)
         self.store.put(FLOW, device_key, record, lifetime + EXPIRED_MEMORY)
         base = self.config.base_url
@@ -105,5 +115,6 @@ class DeviceAuthorization:
     def _check_code_budget(self, address: str) -> None:
         """Count a device-code request from this address; 429 past the budget."""
         if self.store.incr(DEVICE_CODES_ASKED, network_of(address), DEVICE_CODES_WINDOW) > DEVICE_CODES_PER_ADDRESS:
-            raise TooManyRequests("too many device codes asked from this address, retry later",
-                                  retry_after=DEVICE_CODES_WINDOW)
+            raise TooManyRequests(
+                "too many device codes asked from this address, retry later", retry_after=DEVICE_CODES_WINDOW
+            )

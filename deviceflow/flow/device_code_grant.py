@@ -21,11 +21,30 @@ import time
 
 from deviceflow import sealing
 from deviceflow.config import Config
-from deviceflow.errors import (AccessDenied, AuthorizationPending, ExpiredToken, InvalidGrant, InvalidRequest,
-                               SlowDown, StoreUnavailable, UpstreamError)
+from deviceflow.errors import (
+    AccessDenied,
+    AuthorizationPending,
+    ExpiredToken,
+    InvalidGrant,
+    InvalidRequest,
+    SlowDown,
+    StoreUnavailable,
+    UpstreamError,
+)
 from deviceflow.flow.clients import check_client
-from deviceflow.flow.records import (APPROVED, AUTHORIZATION_CODE_PURPOSE, DELIVERED, DENIED, FLOW, LENT_SECRET,
-                                     LENT_SECRET_PURPOSE, PENDING, SETTLED, FlowRecord, sealed_for)
+from deviceflow.flow.records import (
+    APPROVED,
+    AUTHORIZATION_CODE_PURPOSE,
+    DELIVERED,
+    DENIED,
+    FLOW,
+    LENT_SECRET,
+    LENT_SECRET_PURPOSE,
+    PENDING,
+    SETTLED,
+    FlowRecord,
+    sealed_for,
+)
 from deviceflow.flow.tokens import Tokens
 from deviceflow.store import Store, digest
 
@@ -123,8 +142,15 @@ class PendingView:
 class DeviceCodeGrant:
     """The token endpoint's device_code grant."""
 
-    def __init__(self, config: Config, store: Store, tokens: Tokens, clock=time.time, passthrough=None,
-                 pending: PendingView | None = None):
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        tokens: Tokens,
+        clock=time.time,
+        passthrough=None,
+        pending: PendingView | None = None,
+    ):
         """`passthrough` exchanges the authorization code of a device that lent its secret, at its poll;
         `pending` is the instance's view of pending flows, shared with the consent step that settles them."""
         self.config = config
@@ -159,9 +185,12 @@ class DeviceCodeGrant:
             raise AccessDenied("the user or upstream refused the authorization")
         if status == APPROVED:
             # One poller wins the compare-and-set; the clear tokens exist only in its answer.
-            before = self.store.update_if(FLOW, device_key, {"status": APPROVED},
-                                          {"status": DELIVERED, "upstream": None, "usage_points": None,
-                                           "sealed": None, "sealed_code": None})
+            before = self.store.update_if(
+                FLOW,
+                device_key,
+                {"status": APPROVED},
+                {"status": DELIVERED, "upstream": None, "usage_points": None, "sealed": None, "sealed_code": None},
+            )
             if before is not None:
                 return self._deliver(device_code, device_key, client_id, before)
         raise InvalidGrant("the device code was already used")
@@ -189,10 +218,14 @@ class DeviceCodeGrant:
         the device code opens the secret and the code; both are erased whatever upstream answers."""
         lent = self.store.take(LENT_SECRET, device_key)
         try:
-            grant = json.loads(sealing.open_with(device_code, flow["sealed_code"],
-                                                 sealed_for(AUTHORIZATION_CODE_PURPOSE, device_key)))
-            secret = sealing.open_with(device_code, lent["sealed"],
-                                       sealed_for(LENT_SECRET_PURPOSE, device_key)).decode() if lent else ""
+            grant = json.loads(
+                sealing.open_with(device_code, flow["sealed_code"], sealed_for(AUTHORIZATION_CODE_PURPOSE, device_key))
+            )
+            secret = (
+                sealing.open_with(device_code, lent["sealed"], sealed_for(LENT_SECRET_PURPOSE, device_key)).decode()
+                if lent
+                else ""
+            )
         except sealing.CannotOpen:
             log.warning("a sealed authorization code or lent secret did not open: the device is told to start again")
             secret, grant = "", None

@@ -14,8 +14,15 @@ import time
 from deviceflow.config import ACCESS_TOKEN_LIFETIME, Config
 from deviceflow.errors import InvalidGrant, InvalidRequest, InvalidToken
 from deviceflow.flow.clients import check_client
-from deviceflow.flow.records import (ACCESS_TOKEN, CHAIN, REFRESH_TOKEN, AccessTokenRecord, RefreshTokenRecord,
-                                     chain_record, refresh_token_record)
+from deviceflow.flow.records import (
+    ACCESS_TOKEN,
+    CHAIN,
+    REFRESH_TOKEN,
+    AccessTokenRecord,
+    RefreshTokenRecord,
+    chain_record,
+    refresh_token_record,
+)
 from deviceflow.store import Store, digest
 from deviceflow.usage_points import parse_usage_points
 
@@ -34,8 +41,15 @@ class Tokens:
         self.store = store
         self.clock = clock
 
-    def mint(self, usage_points: list[str], client_id: str, scope: str = "", chain: str | None = None,
-             parent: str | None = None, consent_expires: float | None = None) -> dict:
+    def mint(
+        self,
+        usage_points: list[str],
+        client_id: str,
+        scope: str = "",
+        chain: str | None = None,
+        parent: str | None = None,
+        consent_expires: float | None = None,
+    ) -> dict:
         """A new access and refresh token for `usage_points`, as the token response. Without `chain`, the
         start of a new chain (a new consent, lasting the configured duration)."""
         now = self.clock()
@@ -43,13 +57,18 @@ class Tokens:
         consent_expires = consent_expires or now + self.config.duration_seconds
         refresh_ttl = max(1.0, consent_expires - now)
         access_token, refresh_token = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
-        common: AccessTokenRecord = {"usage_points": usage_points, "client_id": client_id, "chain": chain,
-                                     "scope": scope}
+        common: AccessTokenRecord = {
+            "usage_points": usage_points,
+            "client_id": client_id,
+            "chain": chain,
+            "scope": scope,
+        }
         if parent is None:
             self.store.put(CHAIN, chain, chain_record(usage_points), refresh_ttl)
         self.store.put(ACCESS_TOKEN, digest(access_token), common, ACCESS_TOKEN_LIFETIME)
-        self.store.put(REFRESH_TOKEN, digest(refresh_token), refresh_token_record(common, parent, consent_expires),
-                       refresh_ttl)
+        self.store.put(
+            REFRESH_TOKEN, digest(refresh_token), refresh_token_record(common, parent, consent_expires), refresh_ttl
+        )
         return {
             "access_token": access_token,
             "refresh_token": refresh_token,
@@ -59,8 +78,9 @@ class Tokens:
             "scope": scope,
         }
 
-    def import_refresh_token(self, refresh_token: str, usage_points: list[str], expires: float,
-                             scope: str = "") -> bool:
+    def import_refresh_token(
+        self, refresh_token: str, usage_points: list[str], expires: float, scope: str = ""
+    ) -> bool:
         """File a refresh token issued by another server (the PHP one) as the
         start of its own chain, so that the device refreshes with it as if we
         had minted it. False when it is already filed (re-runs change nothing,
@@ -71,8 +91,12 @@ class Tokens:
             return False
         # The chain id follows from the token, so a re-run finds the same chain.
         chain = IMPORTED_CHAIN_PREFIX + key[:32]
-        common: AccessTokenRecord = {"usage_points": usage_points, "client_id": self.config.client_id,
-                                     "chain": chain, "scope": scope}
+        common: AccessTokenRecord = {
+            "usage_points": usage_points,
+            "client_id": self.config.client_id,
+            "chain": chain,
+            "scope": scope,
+        }
         self.store.add(CHAIN, chain, chain_record(usage_points), ttl)
         return self.store.add(REFRESH_TOKEN, key, refresh_token_record(common, None, expires), ttl)
 
@@ -102,11 +126,21 @@ class Tokens:
             log.warning("a replaced refresh token was presented again: its chain is revoked")
             raise InvalidGrant("refresh_token was replaced; the authorization is revoked")
 
-        new = self.mint(token["usage_points"], client_id, token.get("scope", ""), chain=token["chain"],
-                        parent=key, consent_expires=token.get("expires"))
+        new = self.mint(
+            token["usage_points"],
+            client_id,
+            token.get("scope", ""),
+            chain=token["chain"],
+            parent=key,
+            consent_expires=token.get("expires"),
+        )
         new_key = digest(new["refresh_token"])
-        if self.store.update_if(REFRESH_TOKEN, key, {"retired": False, "successor": token["successor"]},
-                                {"successor": new_key}) is None:
+        if (
+            self.store.update_if(
+                REFRESH_TOKEN, key, {"retired": False, "successor": token["successor"]}, {"successor": new_key}
+            )
+            is None
+        ):
             # A concurrent refresh with the same token won; this one's tokens go.
             self._delete_tokens(new)
             raise InvalidGrant("refresh_token already being used")

@@ -18,8 +18,16 @@ from deviceflow.config import Config
 from deviceflow.errors import PageError
 from deviceflow.flow.clients import IPV6_SITE, network_of
 from deviceflow.flow.device_authorization import normalize_user_code
-from deviceflow.flow.records import (ALL_NETWORKS, FAILED_GUESSES, FAILED_SITES, FLOW, PENDING, SERVER_KEY,
-                                     SERVER_META, USER_CODE)
+from deviceflow.flow.records import (
+    ALL_NETWORKS,
+    FAILED_GUESSES,
+    FAILED_SITES,
+    FLOW,
+    PENDING,
+    SERVER_KEY,
+    SERVER_META,
+    USER_CODE,
+)
 from deviceflow.store import Store
 
 log = logging.getLogger("deviceflow.flow")
@@ -65,7 +73,8 @@ class Verification:
             raise PageError("too_many_attempts", 429, GUESSES_PER_ADDRESS_WINDOW)
         overall = self.store.get(FAILED_GUESSES, ALL_NETWORKS) or 0
         if overall >= GUESSES_CEILING or (
-                overall >= GUESSES_GLOBAL and self.store.get(FAILED_SITES, network_of(address, IPV6_SITE))):
+            overall >= GUESSES_GLOBAL and self.store.get(FAILED_SITES, network_of(address, IPV6_SITE))
+        ):
             raise PageError("too_many_attempts", 429, GUESSES_GLOBAL_WINDOW)
 
     def _count_failed_guess(self, address: str) -> None:
@@ -73,11 +82,17 @@ class Verification:
         self.store.incr(FAILED_SITES, network_of(address, IPV6_SITE), GUESSES_GLOBAL_WINDOW)
         overall = self.store.incr(FAILED_GUESSES, ALL_NETWORKS, GUESSES_GLOBAL_WINDOW)
         if overall == GUESSES_GLOBAL:
-            log.warning("%d wrong user codes within the hour: code entry is refused to the sites that failed "
-                        "until the window ends", GUESSES_GLOBAL)
+            log.warning(
+                "%d wrong user codes within the hour: code entry is refused to the sites that failed "
+                "until the window ends",
+                GUESSES_GLOBAL,
+            )
         elif overall == GUESSES_CEILING:
-            log.warning("%d wrong user codes within the hour, from many sites: code entry is refused to everybody "
-                        "until the window ends", GUESSES_CEILING)
+            log.warning(
+                "%d wrong user codes within the hour, from many sites: code entry is refused to everybody "
+                "until the window ends",
+                GUESSES_CEILING,
+            )
 
     def find_pending(self, typed_code: str, address: str) -> PendingFlow:
         """The pending flow behind a typed user code, counting failures against guessing."""

@@ -24,12 +24,36 @@ holds real answers it is checked against), module by module:
 from deviceflow.simulator.app import Simulator
 from deviceflow.simulator.control import KNOBS, Knob
 from deviceflow.simulator.meters import (
-    CONSUMER_PRM, METERS, PRODUCER_PRM, SECONDARY_PRM, Meter, consumption_curve, curve, curve_points, daily_energy,
-    max_power, meter_for, monthly_max_power, production_curve,
+    CONSUMER_PRM,
+    METERS,
+    PRODUCER_PRM,
+    SECONDARY_PRM,
+    Meter,
+    consumption_curve,
+    curve,
+    curve_points,
+    daily_energy,
+    max_power,
+    meter_for,
+    monthly_max_power,
+    production_curve,
 )
 
 __all__ = [
-    "CONSUMER_PRM", "KNOBS", "METERS", "PRODUCER_PRM", "SECONDARY_PRM", "Knob", "Meter", "Simulator",
-    "consumption_curve", "curve", "curve_points", "daily_energy", "max_power", "meter_for", "monthly_max_power",
+    "CONSUMER_PRM",
+    "KNOBS",
+    "METERS",
+    "PRODUCER_PRM",
+    "SECONDARY_PRM",
+    "Knob",
+    "Meter",
+    "Simulator",
+    "consumption_curve",
+    "curve",
+    "curve_points",
+    "daily_energy",
+    "max_power",
+    "meter_for",
+    "monthly_max_power",
     "production_curve",
 ]

@@ -40,8 +40,16 @@ class Simulator:
     control_token: the bearer POST /_control needs; a random one when None.
     """
 
-    def __init__(self, public_base: str, client_id: str = "deviceflow-demo", clock=time.time, *,
-                 client_secret: str | None = None, redirect_uri: str | None = None, control_token: str | None = None):
+    def __init__(
+        self,
+        public_base: str,
+        client_id: str = "deviceflow-demo",
+        clock=time.time,
+        *,
+        client_secret: str | None = None,
+        redirect_uri: str | None = None,
+        control_token: str | None = None,
+    ):
         self.public_base = public_base.rstrip("/")
         self.client_id = client_id
         self.clock = clock
@@ -79,8 +87,12 @@ class Simulator:
         for path, name in v5.CUSTOMERS.items():
             route(path, name, functools.partial(self.v5_apis.customer, name), data=True)
         for name, (kind, direction) in data_connect_2026.MEASURES.items():
-            route(f"/mesure_synchrone_auto/v2/{name}", name, functools.partial(self.apis_2026.measure, kind, direction),
-                  data=True)
+            route(
+                f"/mesure_synchrone_auto/v2/{name}",
+                name,
+                functools.partial(self.apis_2026.measure, kind, direction),
+                data=True,
+            )
         for name in data_connect_2026.CONTRACTS:
             route(f"/{name}/v1/<prm>", name, functools.partial(self.apis_2026.contract, name), data=True)
             # The PRM goes in the path; anything else is outside the Swagger.
@@ -116,14 +128,16 @@ class Simulator:
         path = bottle.request.path
         prefix = self.app.config.get("_mount.prefix")
         if prefix and path.startswith(prefix):
-            path = "/" + path[len(prefix):]
+            path = "/" + path[len(prefix) :]
         return path
 
 
 def _knob_attribute(name: str) -> property:
-    return property(lambda simulator: getattr(simulator.knobs, name),
-                    lambda simulator, value: setattr(simulator.knobs, name, value),
-                    doc=f"The `{name}` knob (control.KNOBS).")
+    return property(
+        lambda simulator: getattr(simulator.knobs, name),
+        lambda simulator, value: setattr(simulator.knobs, name, value),
+        doc=f"The `{name}` knob (control.KNOBS).",
+    )
 
 
 for _knob in KNOBS:

@@ -33,8 +33,16 @@ if TYPE_CHECKING:
 
 TEMPLATES = pathlib.Path(__file__).with_name("templates")
 # The authorize request's parameters, carried through the form as hidden fields.
-HIDDEN_FIELDS = ("client_id", "response_type", "state", "duration", "redirect_uri",
-                 "scope", "code_challenge", "code_challenge_method")
+HIDDEN_FIELDS = (
+    "client_id",
+    "response_type",
+    "state",
+    "duration",
+    "redirect_uri",
+    "scope",
+    "code_challenge",
+    "code_challenge_method",
+)
 MAX_STATE_LENGTH = 100  # per the v1 authorize swagger
 MAX_CONSENT_DAYS = 3 * 365 + 1
 PAGE_HEADERS = {
@@ -102,8 +110,15 @@ class ConsentPages:
     knobs: read for `v2_reshare_fails` and `subscribed_delay_calls`.
     """
 
-    def __init__(self, public_base: str, client_id: str, registered_redirect_uri: str | None, clock,
-                 tokens: TokenEndpoints, knobs: Knobs):
+    def __init__(
+        self,
+        public_base: str,
+        client_id: str,
+        registered_redirect_uri: str | None,
+        clock,
+        tokens: TokenEndpoints,
+        knobs: Knobs,
+    ):
         self.public_base = public_base
         self.client_id = client_id
         self.registered_redirect_uri = registered_redirect_uri
@@ -121,16 +136,27 @@ class ConsentPages:
         form = bottle.request.forms
         request = self._checked(form)  # a forged POST is checked as well
         if request_arg(form, "decision") != "accept":
-            return redirect(_with_query(request.redirect_uri, {
-                "error": "access_denied", "error_description": "The customer refused to share his data",
-                **request.state}))
+            return redirect(
+                _with_query(
+                    request.redirect_uri,
+                    {
+                        "error": "access_denied",
+                        "error_description": "The customer refused to share his data",
+                        **request.state,
+                    },
+                )
+            )
         prms = list(dict.fromkeys(prm for prm in form.getall("usage_point_id") if prm in METERS))
         if not prms or (version == "v2" and len(prms) != 1):
             message = "Choisissez au moins un compteur." if version == "v1" else "Choisissez un compteur, et un seul."
             return self._form(version, request, 400, message)
         if version == "v1":
-            code = self.tokens.issue_code(tuple(prms), request.redirect_uri, bool(request.params["redirect_uri"]),
-                                          request.params["code_challenge"])
+            code = self.tokens.issue_code(
+                tuple(prms),
+                request.redirect_uri,
+                bool(request.params["redirect_uri"]),
+                request.params["code_challenge"],
+            )
             query = {"code": code, **request.state, "usage_point_id": ";".join(prms)}
         else:
             query = {"autorisation_id": str(self._share(prms[0], request.params["duration"])), **request.state}
@@ -162,13 +188,19 @@ class ConsentPages:
     def _form(self, version: str, request: ConsentRequest, status: int = 200, error: str = "") -> bottle.HTTPResponse:
         single = version == "v2"
         return page(
-            status, "consent", version=version, error=error, client_id=request.params["client_id"],
-            duration=request.params["duration"], redirect_uri=request.redirect_uri,
+            status,
+            "consent",
+            version=version,
+            error=error,
+            client_id=request.params["client_id"],
+            duration=request.params["duration"],
+            redirect_uri=request.redirect_uri,
             action=f"{self.public_base}/dataconnect/{version}/oauth2/authorize",
             hidden=[(name, value) for name, value in request.params.items() if value],
-            meters=list(METERS.values()), input_type="radio" if single else "checkbox",
-            choice="Choisissez le compteur (un seul par partage)" if single
-            else "Choisissez un ou plusieurs compteurs")
+            meters=list(METERS.values()),
+            input_type="radio" if single else "checkbox",
+            choice="Choisissez le compteur (un seul par partage)" if single else "Choisissez un ou plusieurs compteurs",
+        )
 
     def _share(self, prm: str, duration: str) -> int:
         """Record the v2 consent to share `prm` for `duration`; its autorisation_id.
@@ -183,16 +215,22 @@ class ConsentPages:
             if not refused:
                 self._shares += 1
                 self._autorisations[autorisation_id] = {
-                    "client_id": self.client_id, "prms": (prm,), "start": start,
-                    "end": add_duration(start, duration), "lookups": 0, "share": self._shares,
+                    "client_id": self.client_id,
+                    "prms": (prm,),
+                    "start": start,
+                    "end": add_duration(start, duration),
+                    "lookups": 0,
+                    "share": self._shares,
                 }
         if refused:
-            raise error_page(400, "Une erreur est survenue lors du partage de vos données. "
-                                  "(Ce compteur est déjà partagé avec cette application.)")
+            raise error_page(
+                400,
+                "Une erreur est survenue lors du partage de vos données. "
+                "(Ce compteur est déjà partagé avec cette application.)",
+            )
         return autorisation_id
 
-    def lookup(self, client_id: str, autorisation_id: int | None,
-               prms: list | None) -> list[tuple[int, Autorisation]]:
+    def lookup(self, client_id: str, autorisation_id: int | None, prms: list | None) -> list[tuple[int, Autorisation]]:
         """The client's autorisations with this id (any when None) that name one of `prms` (any when empty).
 
         Each match counts one lookup, and stays hidden for its first `subscribed_delay_calls` lookups,

@@ -18,7 +18,14 @@ import threading
 import bottle
 
 from deviceflow.simulator.protocol import (
-    bearer_token, forbidden, html_answer, json_answer, not_found, same_secret, throttled, unauthorized,
+    bearer_token,
+    forbidden,
+    html_answer,
+    json_answer,
+    not_found,
+    same_secret,
+    throttled,
+    unauthorized,
 )
 from deviceflow.simulator.tokens import REFRESH_LIFETIME, TokenEndpoints
 
@@ -78,8 +85,14 @@ KNOBS = (
     Knob("delay", float, 0.0, 0, MAX_DELAY, "seconds each data call carrying a live token waits"),
     Knob("v5_enabled", bool, True, meaning="off: the v5 APIs answer 404, as switched off at Enedis"),
     Knob("fail", list, (), 0, MAX_FAILURES, "failures to inject, by path prefix (see check_failure)"),
-    Knob("subscribed_delay_calls", int, 0, 0, MAX_SUBSCRIBED_DELAY_CALLS,
-         "lookups of a fresh v2 consent by /subscribed_services/v1 that do not see it yet"),
+    Knob(
+        "subscribed_delay_calls",
+        int,
+        0,
+        0,
+        MAX_SUBSCRIBED_DELAY_CALLS,
+        "lookups of a fresh v2 consent by /subscribed_services/v1 that do not see it yet",
+    ),
     Knob("token_lifetime", int, 12600, 1, REFRESH_LIFETIME, "seconds an access token lives"),
     Knob("comptage_subscribed", bool, True, meaning="off: comptage_auto answers the gateway's 403"),
     Knob("v2_reshare_fails", bool, False, meaning="on: sharing an already shared PRM fails, as at Enedis"),
@@ -93,11 +106,14 @@ def check_failure(entry) -> None:
     times: how many calls it fails (1); body: JSON, or text sent as HTML (None: Enedis's
     usual body for the status); next_access_time: for a 429's body.
     """
-    if not (isinstance(entry, dict) and set(entry) <= FAILURE_FIELDS
-            and isinstance(entry.get("match", ""), str)
-            and 100 <= int(entry.get("status", 500)) <= 599
-            and 1 <= int(entry.get("times", 1)) <= MAX_FAILURE_TIMES
-            and isinstance(entry.get("next_access_time") or "", str)):
+    if not (
+        isinstance(entry, dict)
+        and set(entry) <= FAILURE_FIELDS
+        and isinstance(entry.get("match", ""), str)
+        and 100 <= int(entry.get("status", 500)) <= 599
+        and 1 <= int(entry.get("times", 1)) <= MAX_FAILURE_TIMES
+        and isinstance(entry.get("next_access_time") or "", str)
+    ):
         raise ValueError(f"bad fail entry (fields {', '.join(sorted(FAILURE_FIELDS))}; times 1-{MAX_FAILURE_TIMES})")
     if len(json.dumps(entry)) > MAX_FAILURE_TEXT:
         raise ValueError(f"a fail entry is at most {MAX_FAILURE_TEXT} bytes")
@@ -120,8 +136,9 @@ def failure_answer(entry: dict, path: str) -> bottle.HTTPResponse:
     if status == 404:
         return not_found()
     if path.startswith(("/metering_data", "/customers_", "/oauth2", "/v1/oauth2")):
-        return json_answer(status, {"error": "technical_error",
-                                    "error_description": "Technical error. Please try later."})
+        return json_answer(
+            status, {"error": "technical_error", "error_description": "Technical error. Please try later."}
+        )
     return json_answer(status, {"code": str(status), "message": "Problème technique dans l'interrogation du SI coeur"})
 
 
@@ -165,9 +182,13 @@ class Knobs:
     def state(self) -> dict:
         """The counts and every knob, as GET /_stats answers them."""
         with self.lock:
-            return {"calls": dict(self.calls),
-                    **{knob.name: ([dict(entry) for entry in self.fail] if knob.type is list
-                                   else getattr(self, knob.name)) for knob in KNOBS}}
+            return {
+                "calls": dict(self.calls),
+                **{
+                    knob.name: ([dict(entry) for entry in self.fail] if knob.type is list else getattr(self, knob.name))
+                    for knob in KNOBS
+                },
+            }
 
 
 class ControlEndpoints:
@@ -191,9 +212,14 @@ class ControlEndpoints:
         # The token first: nothing of an unauthenticated request is read, nothing changes.
         token = bearer_token()
         if token is None or not same_secret(token, self.control_token):
-            return json_answer(401, {"error": "invalid_token",
-                                     "error_description": "POST /_control needs Authorization: Bearer <control token>"},
-                               {"WWW-Authenticate": 'Bearer realm="Enedis simulator control"'})
+            return json_answer(
+                401,
+                {
+                    "error": "invalid_token",
+                    "error_description": "POST /_control needs Authorization: Bearer <control token>",
+                },
+                {"WWW-Authenticate": 'Bearer realm="Enedis simulator control"'},
+            )
         if (bottle.request.content_length or 0) > CONTROL_MAX_BODY:
             return _invalid_request(413, f"at most {CONTROL_MAX_BODY} bytes")
         try:

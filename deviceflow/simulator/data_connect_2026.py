@@ -15,7 +15,14 @@ import bottle
 from deviceflow.simulator.consent import Autorisation, ConsentPages
 from deviceflow.simulator.dates import itc_date, parse_date, today
 from deviceflow.simulator.meters import (
-    Meter, curve_points, daily_energy, days, max_power, meter_for, monthly_max_power, refused_period,
+    Meter,
+    curve_points,
+    daily_energy,
+    days,
+    max_power,
+    meter_for,
+    monthly_max_power,
+    refused_period,
 )
 from deviceflow.simulator.protocol import forbidden, json_answer, request_arg, technical_error, v5_error
 from deviceflow.usage_points import is_usage_point
@@ -43,30 +50,39 @@ def services_of(autorisation_id: int, autorisation: Autorisation) -> list[dict]:
     """The services that a Data Connect consent opens on each of its PRMs."""
     services = []
     for prm in autorisation["prms"]:
-        kinds = [("ENERGIE", "P1D", False), ("CDC", "PT30M", False),
-                 ("PMAX", "P1D", False), ("IDX", "P1D", False), ("ITC", "NA", False)]
+        kinds = [
+            ("ENERGIE", "P1D", False),
+            ("CDC", "PT30M", False),
+            ("PMAX", "P1D", False),
+            ("IDX", "P1D", False),
+            ("ITC", "NA", False),
+        ]
         if meter_for(prm).producer:
             kinds += [("ENERGIE", "P1D", True), ("CDC", "PT30M", True), ("IDX", "P1D", True)]
         for n, (measure, step, injection) in enumerate(kinds):
-            services.append({
-                "id": f"{autorisation_id}{autorisation['share']:04d}{n:02d}",
-                "injection": injection,
-                "soutirage": not injection,
-                "serviceCode": "ACCES",
-                "dateDebut": autorisation["start"].isoformat(),
-                "dateFin": autorisation["end"].isoformat(),
-                "etatCode": "ACTIF",
-                "etatLibelle": "Actif",
-                "pointId": prm,
-                "mesuresTypeCode": measure,
-                "mesuresPas": step,
-                "mesuresCorrigees": False,
-                "espaceDynamique": False,
-                "publicationDonnees": False,
-                "autorisation": {"autorisationId": autorisation_id,
-                                 "autorisationLibelle": "Autorisation Data Connect",
-                                 "autorisationType": "EXPLICITE"},
-            })
+            services.append(
+                {
+                    "id": f"{autorisation_id}{autorisation['share']:04d}{n:02d}",
+                    "injection": injection,
+                    "soutirage": not injection,
+                    "serviceCode": "ACCES",
+                    "dateDebut": autorisation["start"].isoformat(),
+                    "dateFin": autorisation["end"].isoformat(),
+                    "etatCode": "ACTIF",
+                    "etatLibelle": "Actif",
+                    "pointId": prm,
+                    "mesuresTypeCode": measure,
+                    "mesuresPas": step,
+                    "mesuresCorrigees": False,
+                    "espaceDynamique": False,
+                    "publicationDonnees": False,
+                    "autorisation": {
+                        "autorisationId": autorisation_id,
+                        "autorisationLibelle": "Autorisation Data Connect",
+                        "autorisationType": "EXPLICITE",
+                    },
+                }
+            )
     return services
 
 
@@ -102,11 +118,14 @@ class DataConnect2026:
         if wanted_id is None and not points:
             return _bad_request("pointId, siren ou autorisationId doit être renseigné")
         states = query.get("etatCode") or DEFAULT_STATES
-        services = [service
-                    for found_id, autorisation in self.consents.lookup(info["client_id"], wanted_id, points)
-                    for service in services_of(found_id, autorisation)]
-        services = [s for s in services
-                    if s["etatCode"] in states and s["serviceCode"] == query.get("serviceType", "ACCES")]
+        services = [
+            service
+            for found_id, autorisation in self.consents.lookup(info["client_id"], wanted_id, points)
+            for service in services_of(found_id, autorisation)
+        ]
+        services = [
+            s for s in services if s["etatCode"] in states and s["serviceCode"] == query.get("serviceType", "ACCES")
+        ]
         if query["comptage"]:
             return json_answer(200, {"nbTotalServices": len(services)})
         return json_answer(200, {"nbTotalServices": len(services), "serviceSouscrit": services})
@@ -119,32 +138,54 @@ class DataConnect2026:
         if not prm or not is_usage_point(prm) or start is None or end is None:
             return technical_error()
         step = request_arg(query, "mesuresPas")
-        if kind == "pmax" and (step not in ("P1D", "P1M")
-                               or request_arg(query, "grandeurPhysique") not in ("PMA", "TOUT")):
+        if kind == "pmax" and (
+            step not in ("P1D", "P1M") or request_arg(query, "grandeurPhysique") not in ("PMA", "TOUT")
+        ):
             return technical_error()
         # The load curve refuses dateFin == dateDebut (its Swagger says so); the daily APIs answer an empty list.
         refused = refused_period(prm, start, end, kind, direction, today(self.clock), allow_empty=kind != "curve")
         if refused:
             return v5_error(400, *refused)
-        answer = {"idPrm": prm, "etapeMetier": "BRUT",
-                  "periode": {"dateDebut": start.isoformat(), "dateFin": end.isoformat()}}
+        answer = {
+            "idPrm": prm,
+            "etapeMetier": "BRUT",
+            "periode": {"dateDebut": start.isoformat(), "dateFin": end.isoformat()},
+        }
         if kind == "curve":
             answer["modeCalcul"] = "MESURE"
-            quantity = {"grandeurMetier": direction, "grandeurPhysique": "PA", "unite": "W",
-                        "points": [{"v": str(v), "d": d, "p": "PT30M", "n": "B", "iv": "0", "ec": "0"}
-                                   for d, v in curve_points(prm, start, end, direction)]}
+            quantity = {
+                "grandeurMetier": direction,
+                "grandeurPhysique": "PA",
+                "unite": "W",
+                "points": [
+                    {"v": str(v), "d": d, "p": "PT30M", "n": "B", "iv": "0", "ec": "0"}
+                    for d, v in curve_points(prm, start, end, direction)
+                ],
+            }
         elif kind == "daily":
             answer.update({"typeValeur": "GLOBALE", "modeCalcul": "DIFF.INDEX", "pas": "P1D"})
-            quantity = {"grandeurMetier": direction, "grandeurPhysique": "EA", "unite": "Wh",
-                        "points": [{"v": str(daily_energy(prm, day, direction)), "d": day.isoformat()}
-                                   for day in days(start, end)]}
+            quantity = {
+                "grandeurMetier": direction,
+                "grandeurPhysique": "EA",
+                "unite": "Wh",
+                "points": [
+                    {"v": str(daily_energy(prm, day, direction)), "d": day.isoformat()} for day in days(start, end)
+                ],
+            }
         else:
             answer.update({"modeCalcul": "MESURE", "pas": step})
-            maxima = (monthly_max_power(prm, start, end) if step == "P1M"
-                      else [max_power(prm, day) for day in days(start, end)])
+            maxima = (
+                monthly_max_power(prm, start, end)
+                if step == "P1M"
+                else [max_power(prm, day) for day in days(start, end)]
+            )
             # Single-phase meters: TOUT has nothing more than PMA.
-            quantity = {"grandeurMetier": "CONS", "grandeurPhysique": "PMA", "unite": "VA",
-                        "points": [{"v": str(va), "d": when} for va, when in maxima]}
+            quantity = {
+                "grandeurMetier": "CONS",
+                "grandeurPhysique": "PMA",
+                "unite": "VA",
+                "points": [{"v": str(va), "d": when} for va, when in maxima],
+            }
         quantity["calendrier"] = []
         answer["grandeur"] = [quantity]
         answer["contexte"] = []
@@ -164,21 +205,42 @@ def contract_situation(meter: Meter) -> list[dict]:
     """situation_contrat_auto: the consumption contract, and the injection one (without power) of a producer."""
     person = {"title": meter.title, "lastname": meter.lastname, "firstname": meter.firstname}
     contact = {"email": meter.email, "phone": meter.phone}
-    address = {"customer": {"adress": {  # sic, as Enedis spells it
-        "line1": f"{meter.title} {meter.firstname} {meter.lastname}",
-        "line4": meter.street, "line6": f"{meter.postal_code} {meter.city}",
-        "line7": "FRANCE"}}}
-    contracts = [{
-        "usage_point_id": meter.prm, "contract_start": itc_date(meter.contract_start),
-        "contract_type": "Contrat GRD-F", "contractor": "Fournisseur Démo",
-        "distribution_tariff": meter.distribution_tariff,
-        "subscribed_power": {"unit": "kVA", "value": str(meter.kva)},
-        "segment": "C5", "customer": address, "contact_data": contact, "person": person}]
+    address = {
+        "customer": {
+            "adress": {  # sic, as Enedis spells it
+                "line1": f"{meter.title} {meter.firstname} {meter.lastname}",
+                "line4": meter.street,
+                "line6": f"{meter.postal_code} {meter.city}",
+                "line7": "FRANCE",
+            }
+        }
+    }
+    contracts = [
+        {
+            "usage_point_id": meter.prm,
+            "contract_start": itc_date(meter.contract_start),
+            "contract_type": "Contrat GRD-F",
+            "contractor": "Fournisseur Démo",
+            "distribution_tariff": meter.distribution_tariff,
+            "subscribed_power": {"unit": "kVA", "value": str(meter.kva)},
+            "segment": "C5",
+            "customer": address,
+            "contact_data": contact,
+            "person": person,
+        }
+    ]
     if meter.producer:
-        contracts.append({
-            "usage_point_id": meter.prm, "contract_start": itc_date(meter.production_activation),
-            "contract_type": "Contrat GRD-A", "segment": "P4", "customer": address,
-            "contact_data": contact, "person": person})
+        contracts.append(
+            {
+                "usage_point_id": meter.prm,
+                "contract_start": itc_date(meter.production_activation),
+                "contract_type": "Contrat GRD-A",
+                "segment": "P4",
+                "customer": address,
+                "contact_data": contact,
+                "person": person,
+            }
+        )
     return contracts
 
 
@@ -198,17 +260,20 @@ def metering_device(meter: Meter) -> dict:
     relay = {"plageHeuresCreuses": meter.offpeak_hours} if meter.offpeak_hours else {}
     return {
         "dispositifComptage": {"typeComptage": {"code": "AMM", "libelle": "Compteur Linky"}},
-        "compteurs": [{"numeroSerie": "0" + meter.prm[-11:],
-                       "regimePropriete": {"code": "LOUE", "libelle": "Loué"}}],
-        "relais": relay}
+        "compteurs": [{"numeroSerie": "0" + meter.prm[-11:], "regimePropriete": {"code": "LOUE", "libelle": "Loué"}}],
+        "relais": relay,
+    }
 
 
 def general_data(meter: Meter) -> dict:
     """donnees_generales_auto: the address of the usage point."""
-    return {"address": {
-        "number_street_name": meter.street,
-        "postal_code_city": f"{meter.postal_code} {meter.city}",
-        "insee_code": meter.insee_code}}
+    return {
+        "address": {
+            "number_street_name": meter.street,
+            "postal_code_city": f"{meter.postal_code} {meter.city}",
+            "insee_code": meter.insee_code,
+        }
+    }
 
 
 # The contract (ITC) APIs, each at /<name>/v1/<prm>: the body each answers for a meter

@@ -11,7 +11,7 @@ try:  # Enedis's "today" is the French one
 
     PARIS = ZoneInfo("Europe/Paris")
 except Exception:  # pragma: no cover - no tz database
-    PARIS = dt.timezone.utc
+    PARIS = dt.UTC
 
 DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 DURATION_RE = re.compile(r"^P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)D)?$")
@@ -60,11 +60,11 @@ def _local_midnight(day: dt.date) -> dt.datetime:
 
 
 def itc_date(day: dt.date) -> str:
-    """"2024-07-31T00:00:00+0200", the format of the 2026 contract (ITC) APIs."""
+    """ "2024-07-31T00:00:00+0200", the format of the 2026 contract (ITC) APIs."""
     return _local_midnight(day).strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
 def v5_contract_date(day: dt.date) -> str:
-    """"2013-08-14+01:00", the format of the v5 contract APIs."""
+    """ "2013-08-14+01:00", the format of the v5 contract APIs."""
     offset = _local_midnight(day).strftime("%z")
     return f"{day.isoformat()}{offset[:3]}:{offset[3:]}"

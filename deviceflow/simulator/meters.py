@@ -67,8 +67,7 @@ class Meter:
     def distribution_tariff(self) -> str:
         if self.tariff == "HPHC":
             # as in the 2026 fixtures
-            return ("Tarif BT<=36kVA Moyenne Utilisation heures pleines heures "
-                    "creuses associées à deux saisons")
+            return "Tarif BT<=36kVA Moyenne Utilisation heures pleines heures creuses associées à deux saisons"
         return "Tarif BT<=36kVA Courte Utilisation sans différenciation temporelle"
 
 
@@ -80,38 +79,77 @@ METERS: dict[str, Meter] = {
         Meter(
             prm="99999999999991",
             label="Maison — consommateur, heures creuses, 12 kVA",
-            kva=12, tariff="HPHC",
+            kva=12,
+            tariff="HPHC",
             consumption_activation=dt.date(2018, 8, 31),
-            base_w=320, activity_w=300, heating_w=2600, water_heater_w=2200,
-            customer_id="1358019391", title="Mme", firstname="Sandra", lastname="Demo",
-            email="sandra.demo@example.invalid", phone="0600000091",
-            street="12 rue des Compteurs", postal_code="69003", city="LYON",
-            insee_code="69383", latitude="45.760", longitude="4.850",
+            base_w=320,
+            activity_w=300,
+            heating_w=2600,
+            water_heater_w=2200,
+            customer_id="1358019391",
+            title="Mme",
+            firstname="Sandra",
+            lastname="Demo",
+            email="sandra.demo@example.invalid",
+            phone="0600000091",
+            street="12 rue des Compteurs",
+            postal_code="69003",
+            city="LYON",
+            insee_code="69383",
+            latitude="45.760",
+            longitude="4.850",
             contract_start=dt.date(2026, 2, 11),
         ),
         Meter(
             prm="99999999999992",
             label="Maison solaire — autoconsommation (production 3 kWc), 12 kVA",
-            kva=12, tariff="HPHC",
+            kva=12,
+            tariff="HPHC",
             consumption_activation=dt.date(2014, 1, 22),
             production_activation=dt.date(2024, 7, 31),
-            kwc=3.0, base_w=280, activity_w=280, heating_w=1500, water_heater_w=2000,
-            customer_id="1358019392", title="M.", firstname="Paul", lastname="Soleil",
-            email="paul.soleil@example.invalid", phone="0600000092",
-            street="5 chemin du Photon", postal_code="31000", city="TOULOUSE",
-            insee_code="31555", latitude="43.604", longitude="1.444", altitude="146",
+            kwc=3.0,
+            base_w=280,
+            activity_w=280,
+            heating_w=1500,
+            water_heater_w=2000,
+            customer_id="1358019392",
+            title="M.",
+            firstname="Paul",
+            lastname="Soleil",
+            email="paul.soleil@example.invalid",
+            phone="0600000092",
+            street="5 chemin du Photon",
+            postal_code="31000",
+            city="TOULOUSE",
+            insee_code="31555",
+            latitude="43.604",
+            longitude="1.444",
+            altitude="146",
             contract_start=dt.date(2024, 10, 12),
         ),
         Meter(
             prm="99999999999993",
             label="Résidence secondaire — consommateur, base, 6 kVA",
-            kva=6, tariff="BASE",
+            kva=6,
+            tariff="BASE",
             consumption_activation=dt.date(2025, 3, 17),
-            base_w=120, activity_w=220, heating_w=1800, secondary=True,
-            customer_id="1358019393", title="M.", firstname="Louis", lastname="Chalet",
-            email="louis.chalet@example.invalid", phone="0600000093",
-            street="3 route du Lac", postal_code="74000", city="ANNECY",
-            insee_code="74010", latitude="45.899", longitude="6.129", altitude="448",
+            base_w=120,
+            activity_w=220,
+            heating_w=1800,
+            secondary=True,
+            customer_id="1358019393",
+            title="M.",
+            firstname="Louis",
+            lastname="Chalet",
+            email="louis.chalet@example.invalid",
+            phone="0600000093",
+            street="3 route du Lac",
+            postal_code="74000",
+            city="ANNECY",
+            insee_code="74010",
+            latitude="45.899",
+            longitude="6.129",
+            altitude="448",
             contract_start=dt.date(2025, 3, 17),
         ),
     )
@@ -124,9 +162,14 @@ def meter_for(prm: str) -> Meter:
     """The test meter, or a plain consumer for any other (made-up) PRM."""
     if prm in METERS:
         return METERS[prm]
-    return Meter(prm=prm, label="Compteur", kva=9, tariff="BASE",
-                 consumption_activation=dt.date(2015, 1, 1),
-                 customer_id=str(1_000_000_000 + int(prm) % 999_999_999))
+    return Meter(
+        prm=prm,
+        label="Compteur",
+        kva=9,
+        tariff="BASE",
+        consumption_activation=dt.date(2015, 1, 1),
+        customer_id=str(1_000_000_000 + int(prm) % 999_999_999),
+    )
 
 
 def _winter(day: dt.date) -> float:
@@ -187,8 +230,7 @@ def consumption_curve(prm: str, day: dt.date) -> tuple[int, ...]:
     rng = random.Random(f"cons|{prm}|{day.isoformat()}")
     weekend = day.weekday() >= 5
     winter = _winter(day)
-    occupied = not meter.secondary or (weekend and rng.random() < 0.6) or (
-        day.month in (7, 8) and rng.random() < 0.8)
+    occupied = not meter.secondary or (weekend and rng.random() < 0.6) or (day.month in (7, 8) and rng.random() < 0.8)
     base = meter.base_w * rng.uniform(0.9, 1.1)
     appliances = set(rng.sample(range(14, 44), rng.randint(1, 3)))  # washing machine, oven
     hot_water_slots = rng.randint(3, 6) if meter.water_heater_w else 0  # from 00:00, off-peak
@@ -266,8 +308,9 @@ def monthly_max_power(prm: str, start: dt.date, end: dt.date):
     return [best[k] for k in sorted(best)]
 
 
-def refused_period(prm: str, start: dt.date, end: dt.date, kind: str, direction: str, today: dt.date,
-                   allow_empty: bool) -> tuple[str, str] | None:
+def refused_period(
+    prm: str, start: dt.date, end: dt.date, kind: str, direction: str, today: dt.date, allow_empty: bool
+) -> tuple[str, str] | None:
     """(error code, description) when Enedis refuses to serve [start, end[ of this meter, else None.
 
     Enedis answers every such refusal with a 400, on the v5 and the 2026 APIs alike.

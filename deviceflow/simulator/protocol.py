@@ -75,32 +75,48 @@ def technical_error() -> bottle.HTTPResponse:
     return json_answer(500, {"code": "500", "message": "Problème technique dans l'interrogation du SI coeur"})
 
 
-def gateway_error(status: int, code: str, message: str, description: str,
-                  headers: dict | None = None) -> bottle.HTTPResponse:
+def gateway_error(
+    status: int, code: str, message: str, description: str, headers: dict | None = None
+) -> bottle.HTTPResponse:
     """An answer of Enedis's API gateway (WSO2), as fixtures-2026/erreur_comptage_non_souscrit.json."""
     return json_answer(status, {"code": code, "message": message, "description": description}, headers)
 
 
 def not_found() -> bottle.HTTPResponse:
-    return gateway_error(404, "900906", "No matching resource found for given API Request",
-                         "The requested resource is not available.")
+    return gateway_error(
+        404, "900906", "No matching resource found for given API Request", "The requested resource is not available."
+    )
 
 
 def forbidden() -> bottle.HTTPResponse:
     """An API the application has not subscribed to, as fixtures-2026/erreur_comptage_non_souscrit.json."""
-    return gateway_error(403, "900908", "Resource forbidden ",
-                         "User is NOT authorized to access the Resource. API Subscription validation failed.")
+    return gateway_error(
+        403,
+        "900908",
+        "Resource forbidden ",
+        "User is NOT authorized to access the Resource. API Subscription validation failed.",
+    )
 
 
 def unauthorized(missing: bool) -> bottle.HTTPResponse:
     """The gateway's 401: `missing` when no bearer token came at all, else for a token it does not honour."""
     headers = {"WWW-Authenticate": 'Bearer realm="Enedis simulator", error="invalid_token"'}
     if missing:
-        return gateway_error(401, "900902", "Missing Credentials",
-                             "Invalid Credentials. Make sure your API invocation call has "
-                             "a header: 'Authorization : Bearer ACCESS_TOKEN'", headers)
-    return gateway_error(401, "900901", "Invalid Credentials",
-                         "Invalid Credentials. Make sure you have provided the correct security credentials", headers)
+        return gateway_error(
+            401,
+            "900902",
+            "Missing Credentials",
+            "Invalid Credentials. Make sure your API invocation call has "
+            "a header: 'Authorization : Bearer ACCESS_TOKEN'",
+            headers,
+        )
+    return gateway_error(
+        401,
+        "900901",
+        "Invalid Credentials",
+        "Invalid Credentials. Make sure you have provided the correct security credentials",
+        headers,
+    )
 
 
 def throttled(next_access_time: str | None) -> bottle.HTTPResponse:

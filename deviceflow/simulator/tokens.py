@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING, Literal, TypedDict
 import bottle
 
 from deviceflow.simulator.protocol import (
-    NO_STORE, bearer_token, json_answer, oauth_error, request_arg, same_secret, unauthorized,
+    NO_STORE,
+    bearer_token,
+    json_answer,
+    oauth_error,
+    request_arg,
+    same_secret,
+    unauthorized,
 )
 
 if TYPE_CHECKING:
@@ -59,14 +65,19 @@ def new_secret() -> str:
 
 
 def _invalid_grant() -> bottle.HTTPResponse:
-    return oauth_error(400, "invalid_grant", "The provided authorization grant or refresh token is invalid, expired, "
-                       "revoked, does not match the redirection URI used in the authorization request, or was "
-                       "issued to another client")
+    return oauth_error(
+        400,
+        "invalid_grant",
+        "The provided authorization grant or refresh token is invalid, expired, "
+        "revoked, does not match the redirection URI used in the authorization request, or was "
+        "issued to another client",
+    )
 
 
 def _unsupported_grant_type() -> bottle.HTTPResponse:
-    return oauth_error(400, "unsupported_grant_type", "The authorization grant type is not supported by the "
-                       "authorization server")
+    return oauth_error(
+        400, "unsupported_grant_type", "The authorization grant type is not supported by the authorization server"
+    )
 
 
 class TokenEndpoints:
@@ -94,15 +105,19 @@ class TokenEndpoints:
 
     # -- issued by the v1 consent page --------------------------------------
 
-    def issue_code(self, prms: tuple[str, ...], redirect_uri: str, explicit_redirect_uri: bool,
-                   code_challenge: str | None) -> str:
+    def issue_code(
+        self, prms: tuple[str, ...], redirect_uri: str, explicit_redirect_uri: bool, code_challenge: str | None
+    ) -> str:
         """A new authorization code for the PRMs a customer consented to, valid CODE_LIFETIME seconds."""
         code = new_secret()
         with self._lock:
             self._purge()
             self._codes[code] = {
-                "client_id": self.client_id, "prms": prms, "redirect_uri": redirect_uri,
-                "explicit_redirect_uri": explicit_redirect_uri, "code_challenge": code_challenge,
+                "client_id": self.client_id,
+                "prms": prms,
+                "redirect_uri": redirect_uri,
+                "explicit_redirect_uri": explicit_redirect_uri,
+                "code_challenge": code_challenge,
                 "expires": self.clock() + CODE_LIFETIME,
             }
         return code
@@ -116,12 +131,23 @@ class TokenEndpoints:
         token, lifetime = new_secret(), self.knobs.token_lifetime
         with self._lock:
             self._purge()
-            self._access_tokens[token] = {"kind": "v3", "client_id": self.client_id, "prms": None,
-                                          "expires": self.clock() + lifetime}
-        return json_answer(200, {"access_token": token, "token_type": "Bearer",
-                                 # a string, as Enedis's swagger (and Enedis) does
-                                 "expires_in": str(lifetime),
-                                 "scope": "am_application_scope default"}, NO_STORE)
+            self._access_tokens[token] = {
+                "kind": "v3",
+                "client_id": self.client_id,
+                "prms": None,
+                "expires": self.clock() + lifetime,
+            }
+        return json_answer(
+            200,
+            {
+                "access_token": token,
+                "token_type": "Bearer",
+                # a string, as Enedis's swagger (and Enedis) does
+                "expires_in": str(lifetime),
+                "scope": "am_application_scope default",
+            },
+            NO_STORE,
+        )
 
     def token_v1(self) -> bottle.HTTPResponse:
         form = self._authenticated_form()
@@ -136,13 +162,28 @@ class TokenEndpoints:
         now = self.clock()
         with self._lock:
             self._purge()
-            self._access_tokens[access] = {"kind": "v1", "client_id": self.client_id, "prms": prms,
-                                           "expires": now + lifetime}
+            self._access_tokens[access] = {
+                "kind": "v1",
+                "client_id": self.client_id,
+                "prms": prms,
+                "expires": now + lifetime,
+            }
             self._refresh_tokens[refresh] = {"prms": prms, "expires": now + REFRESH_LIFETIME}
         issued_at = str(int(now * 1000))
-        return json_answer(200, {"access_token": access, "refresh_token": refresh, "token_type": "Bearer",
-                                 "expires_in": lifetime, "scope": "", "refresh_token_issued_at": issued_at,
-                                 "issued_at": issued_at, "usage_points_id": ",".join(prms)}, NO_STORE)
+        return json_answer(
+            200,
+            {
+                "access_token": access,
+                "refresh_token": refresh,
+                "token_type": "Bearer",
+                "expires_in": lifetime,
+                "scope": "",
+                "refresh_token_issued_at": issued_at,
+                "issued_at": issued_at,
+                "usage_points_id": ",".join(prms),
+            },
+            NO_STORE,
+        )
 
     def _authenticated_form(self) -> bottle.FormsDict:
         """The form of a token request with a form content type, a grant type and the client's credentials.
@@ -159,9 +200,14 @@ class TokenEndpoints:
         if not request_arg(form, "grant_type") or not client_id:
             raise oauth_error(400, "invalid_request", "The request is missing a required parameter")
         if client_id != self.client_id or (
-                self.client_secret is not None and not same_secret(client_secret or "", self.client_secret)):
-            raise oauth_error(401, "invalid_client", "Client authentication failed (e.g., unknown client, no client "
-                              "authentication included, or unsupported authentication method)")
+            self.client_secret is not None and not same_secret(client_secret or "", self.client_secret)
+        ):
+            raise oauth_error(
+                401,
+                "invalid_client",
+                "Client authentication failed (e.g., unknown client, no client "
+                "authentication included, or unsupported authentication method)",
+            )
         return form
 
     def _redeem_code(self, form: bottle.FormsDict) -> tuple[str, ...]:

@@ -61,18 +61,28 @@ class V5Apis:
             reading["reading_type"] = {"unit": "W", "measurement_kind": "power", "aggregate": "average"}
             reading["interval_reading"] = [
                 {"value": str(v), "date": d, "interval_length": "PT30M", "measure_type": "B"}
-                for d, v in curve_points(prm, start, end, direction)]
+                for d, v in curve_points(prm, start, end, direction)
+            ]
         elif kind == "daily":
-            reading["reading_type"] = {"measurement_kind": "energy", "measuring_period": "P1D", "unit": "Wh",
-                                       "aggregate": "sum"}
+            reading["reading_type"] = {
+                "measurement_kind": "energy",
+                "measuring_period": "P1D",
+                "unit": "Wh",
+                "aggregate": "sum",
+            }
             reading["interval_reading"] = [
-                {"value": str(daily_energy(prm, day, direction)), "date": day.isoformat()}
-                for day in days(start, end)]
+                {"value": str(daily_energy(prm, day, direction)), "date": day.isoformat()} for day in days(start, end)
+            ]
         else:
-            reading["reading_type"] = {"measurement_kind": "power", "measuring_period": "P1D", "unit": "VA",
-                                       "aggregate": "maximum"}
+            reading["reading_type"] = {
+                "measurement_kind": "power",
+                "measuring_period": "P1D",
+                "unit": "VA",
+                "aggregate": "maximum",
+            }
             reading["interval_reading"] = [
-                {"value": str(va), "date": when} for va, when in (max_power(prm, day) for day in days(start, end))]
+                {"value": str(va), "date": when} for va, when in (max_power(prm, day) for day in days(start, end))
+            ]
         return json_answer(200, {"meter_reading": reading})
 
     def customer(self, name: str) -> bottle.HTTPResponse:
@@ -124,23 +134,36 @@ def contracts(meter: Meter) -> dict:
     }
     if meter.offpeak_hours:
         contract["offpeak_hours"] = meter.offpeak_hours
-    return {"customer": {"customer_id": meter.customer_id, "usage_points": [
-        {"usage_point": _usage_point_summary(meter), "contracts": contract}]}}
+    return {
+        "customer": {
+            "customer_id": meter.customer_id,
+            "usage_points": [{"usage_point": _usage_point_summary(meter), "contracts": contract}],
+        }
+    }
 
 
 def addresses(meter: Meter) -> dict:
     usage_point = _usage_point_summary(meter)
     usage_point["usage_point_addresses"] = {
-        "street": meter.street, "locality": None, "postal_code": meter.postal_code,
-        "insee_code": meter.insee_code, "city": meter.city, "country": "France",
-        "geo_points": {"latitude": meter.latitude, "longitude": meter.longitude, "altitude": meter.altitude}}
+        "street": meter.street,
+        "locality": None,
+        "postal_code": meter.postal_code,
+        "insee_code": meter.insee_code,
+        "city": meter.city,
+        "country": "France",
+        "geo_points": {"latitude": meter.latitude, "longitude": meter.longitude, "altitude": meter.altitude},
+    }
     return {"customer": {"customer_id": meter.customer_id, "usage_points": [{"usage_point": usage_point}]}}
 
 
 def identity(meter: Meter) -> dict:
     """The shape of openapi-v5/10-customer.json."""
-    return {"customer_id": meter.customer_id, "identity": {
-        "natural_person": {"title": meter.title, "firstname": meter.firstname, "lastname": meter.lastname}}}
+    return {
+        "customer_id": meter.customer_id,
+        "identity": {
+            "natural_person": {"title": meter.title, "firstname": meter.firstname, "lastname": meter.lastname}
+        },
+    }
 
 
 def contact_data(meter: Meter) -> dict:
