@@ -472,7 +472,7 @@ SETTINGS: tuple[Setting, ...] = (
         whole_number,
         12,
         range=(1, 600),
-        help="polls allowed per device code per minute; `interval` = ceil(60 / limit)",
+        help="polls allowed per device code per minute, counted by each instance; `interval` = ceil(60 / limit)",
     ),
     Setting(
         "CODE_LIFETIME", whole_number, 300, range=(30, 86400), help="seconds a device code / user code stays valid"

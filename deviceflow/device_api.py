@@ -19,9 +19,11 @@ from deviceflow.config import Config
 from deviceflow.enedis import Answer, data_path
 from deviceflow.errors import (
     ApiError,
+    AuthorizationPending,
     InsufficientScope,
     InvalidRequest,
     NotFound,
+    SlowDown,
     StoreUnavailable,
     TooManyRequests,
     UnsupportedGrantType,
@@ -33,6 +35,7 @@ from deviceflow.flow.device_code_grant import DEVICE_CODE_GRANT
 from deviceflow.flow.tokens import REFRESH_TOKEN_GRANT
 from deviceflow.forms import bearer_token, client_address, query_params, raw_path, read_form
 from deviceflow.metrics import Metrics
+from deviceflow.middleware import SUMMARIZED
 from deviceflow.resources import OPENAPI
 from deviceflow.store import Store, digest
 
@@ -146,8 +149,12 @@ class DeviceApi:
         form = read_form(bottle.request.environ)
         grant = form.get("grant_type", "")
         if grant == DEVICE_CODE_GRANT:
-            with self.metrics.answer(self.metrics.polls):
-                tokens = self.flow.device_code_grant.poll(form.get("client_id", ""), form.get("device_code", ""))
+            try:
+                with self.metrics.answer(self.metrics.polls):
+                    tokens = self.flow.device_code_grant.poll(form.get("client_id", ""), form.get("device_code", ""))
+            except (AuthorizationPending, SlowDown) as pending:
+                bottle.request.environ[SUMMARIZED] = pending.error  # one access log line a minute for them all
+                raise
             self.metrics.flows.labels("delivered").inc()
             return tokens
         if grant == REFRESH_TOKEN_GRANT:

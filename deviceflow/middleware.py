@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import threading
 import time
 from http.cookies import CookieError, SimpleCookie
 
 access_log = logging.getLogger("deviceflow.access")
+# A route sets this environ key to an answer's name (authorization_pending, slow_down) to have the request
+# counted in the access log's summary line instead of logged on a line of its own.
+SUMMARIZED = "deviceflow.summarized"
+SUMMARY_EVERY = 60.0  # seconds
 
 
 def ascii_only(text: str) -> str:
@@ -71,7 +76,7 @@ class CleanHeaders:
 
     def __call__(self, environ, start_response):
         for name, value in list(environ.items()):
-            if name.startswith("HTTP_") and isinstance(value, str):
+            if name.startswith("HTTP_") and isinstance(value, str) and not value.isascii():  # ASCII is UTF-8
                 environ[name] = _utf8_header(value)
         if environ.get("HTTP_COOKIE"):
             environ["HTTP_COOKIE"] = _legal_cookies(environ["HTTP_COOKIE"])
@@ -104,11 +109,19 @@ def _legal_cookies(header: str) -> str:
 class AccessLog:
     """WSGI middleware: one INFO line per request on `deviceflow.access` with
     the client address, method, route template (never the raw path or the
-    query string, which carry codes and tokens), status and duration."""
+    query string, which carry codes and tokens), status and duration.
 
-    def __init__(self, app, clock=time.perf_counter):
+    Pending polls, the bulk of the traffic and all alike, are not logged one by one: a route marks them
+    (SUMMARIZED) and they are counted, by answer, in one line at the first of them past SUMMARY_EVERY
+    seconds since the previous line."""
+
+    def __init__(self, app, clock=time.perf_counter, summary_clock=time.monotonic):
         self.app = app
         self.clock = clock
+        self.summary_clock = summary_clock
+        self._counts: dict[str, int] = {}
+        self._since = summary_clock()
+        self._lock = threading.Lock()
 
     def __call__(self, environ, start_response):
         started = self.clock()
@@ -121,12 +134,29 @@ class AccessLog:
         try:
             return self.app(environ, recording_start_response)
         finally:
-            route = environ.get("bottle.route")
-            access_log.info(
-                "%s %s %s %s %.1fms",
-                environ.get("REMOTE_ADDR", "") or "-",
-                ascii_only(environ.get("REQUEST_METHOD", "")),
-                route.rule if route else "-",
-                status[-1] if status else "-",
-                (self.clock() - started) * 1000,
-            )
+            summarized = environ.get(SUMMARIZED)
+            if summarized:
+                self._summarize(summarized)
+            else:
+                route = environ.get("bottle.route")
+                access_log.info(
+                    "%s %s %s %s %.1fms",
+                    environ.get("REMOTE_ADDR", "") or "-",
+                    ascii_only(environ.get("REQUEST_METHOD", "")),
+                    route.rule if route else "-",
+                    status[-1] if status else "-",
+                    (self.clock() - started) * 1000,
+                )
+
+    def _summarize(self, answer: str) -> None:
+        with self._lock:
+            self._counts[answer] = self._counts.get(answer, 0) + 1
+            now = self.summary_clock()
+            if now - self._since < SUMMARY_EVERY:
+                return
+            counts, since, self._counts, self._since = self._counts, self._since, {}, now
+        access_log.info(
+            "POST /device/token answered %s in the last %.0f s",
+            ", ".join(f"{count} {name}" for name, count in sorted(counts.items())),
+            now - since,
+        )

@@ -68,7 +68,8 @@ class ProxyApp:
             self.bottle.error(status)(self.framework_error)
         if simulator is not None:
             self.bottle.mount(DEMO_PREFIX + "/", simulator.app)
-        self.wsgi = ClientAddress(CleanHeaders(AccessLog(self.bottle)), config.trusted_proxies)
+        access = AccessLog(self.bottle, summary_clock=flow.clock)
+        self.wsgi = ClientAddress(CleanHeaders(access), config.trusted_proxies)
 
     def __call__(self, environ, start_response):
         return self.wsgi(environ, start_response)

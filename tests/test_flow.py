@@ -109,6 +109,33 @@ def test_expiry_and_slow_down(flow, clock):
         flow.device_code_grant.poll("test-client", start["device_code"])
 
 
+def test_pending_polls_read_the_store_once_and_slow_down_costs_nothing(flow, clock, monkeypatch):
+    """A pending poll answers from the instance's view of pending flows: polling too fast reads the flow
+    once, whatever the number of polls, and is answered slow_down past the budget."""
+    start = flow.authorization.issue_codes("test-client")
+    reads = []
+    get = flow.store.get
+    monkeypatch.setattr(flow.store, "get", lambda kind, key: reads.append(kind) or get(kind, key))
+    answers = []
+    for _ in range(40):
+        with pytest.raises((AuthorizationPending, SlowDown)) as answer:
+            flow.device_code_grant.poll("test-client", start["device_code"])
+        answers.append(type(answer.value))
+    assert answers == [AuthorizationPending] * 12 + [SlowDown] * 28
+    assert reads == ["flow"]
+
+
+def test_the_view_of_pending_flows_forgets_what_is_over(flow, clock):
+    starts = [flow.authorization.issue_codes("test-client") for _ in range(3)]
+    for start in starts:
+        with pytest.raises(AuthorizationPending):
+            flow.device_code_grant.poll("test-client", start["device_code"])
+    clock.advance(61)
+    with pytest.raises(AuthorizationPending):
+        flow.device_code_grant.poll("test-client", starts[0]["device_code"])
+    assert len(flow.pending._polls) == len(flow.pending._seen) == 1
+
+
 def test_approval_after_expiry_is_refused(flow, clock):
     start = flow.authorization.issue_codes("test-client")
     clock.advance(301)

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 from browser import Browser
-from helpers import DEVICE_GRANT, PRM1, at_once, confirm, poll
+from helpers import DEVICE_GRANT, PRM1, at_once, confirm, consent, get_code, poll
 from test_e2e import PRM, device_post
 from webtest import TestApp
 
@@ -96,3 +96,52 @@ def test_thirty_pollers_on_two_instances_of_a_real_mongodb_get_one_delivery(conf
     b.get("/auth/redirect", {"state": query["state"], "code": "c", "usage_point_id": PRM1}, status=200)
     answers = at_once([(lambda app=a if i % 2 else b: poll(app, code["device_code"])) for i in range(RACERS)])
     assert Counter(answer.status_int for answer in answers) == {200: 1, 400: RACERS - 1}
+
+
+def test_the_polling_budget_is_per_instance(make_web, config, clock):
+    """Polls are counted in each instance's memory: a device alternating between two instances polls twice
+    LIMIT_REQUESTS_PER_MINUTE (12) times within a minute before it hears slow_down, then from both."""
+    a, b = make_web(config), make_web(config)
+    code = get_code(a)
+    answers = [poll(a if n % 2 else b, code["device_code"]).json["error"] for n in range(26)]
+    assert answers == ["authorization_pending"] * 24 + ["slow_down"] * 2
+    clock.advance(61)
+    assert poll(a, code["device_code"]).json["error"] == "authorization_pending"
+
+
+def test_a_pending_answer_lags_an_approval_on_another_instance_by_at_most_a_second(make_web, config, clock):
+    """Each instance remembers the flows it read as pending; an approval on another instance reaches it
+    at its next look at the flows settled lately (at most a second, less than the interval, apart)."""
+    a, b = make_web(config), make_web(config)
+    code = get_code(a)
+    assert poll(a, code["device_code"]).json["error"] == "authorization_pending"
+    assert consent(b, code["user_code"]).status_int == 200
+    assert poll(a, code["device_code"]).json["error"] == "authorization_pending"  # read before the approval
+    clock.advance(1)
+    assert config.interval > 1
+    delivered = poll(a, code["device_code"])
+    assert delivered.status_int == 200 and delivered.json["access_token"]
+    assert poll(b, code["device_code"]).json["error"] == "invalid_grant"
+
+
+def test_an_approval_on_the_same_instance_is_seen_at_once(app, clock):
+    code = get_code(app)
+    assert poll(app, code["device_code"]).json["error"] == "authorization_pending"
+    assert consent(app, code["user_code"]).status_int == 200
+    assert poll(app, code["device_code"]).status_int == 200
+
+
+def test_a_view_that_has_not_read_the_settled_flows_lately_trusts_none(make_web, config, clock):
+    """While one thread reads the settled flows, another that finds them not read for a second reads the
+    store rather than answer from what it knew: a pending answer never lags a settlement by more."""
+    a, b = make_web(config), make_web(config)
+    code = get_code(a)
+    assert poll(a, code["device_code"]).json["error"] == "authorization_pending"
+    assert consent(b, code["user_code"]).status_int == 200
+    clock.advance(10)
+    view = a.app.flow.pending
+    assert view._refreshing.acquire()  # another thread is reading the settled flows
+    try:
+        assert poll(a, code["device_code"]).status_int == 200
+    finally:
+        view._refreshing.release()

@@ -155,6 +155,21 @@ def test_one_access_line_per_request_without_secrets(app, caplog):
         assert secret not in everything
 
 
+def test_pending_polls_are_one_access_line_a_minute(app, clock, caplog):
+    caplog.set_level(logging.INFO, logger="deviceflow.access")
+    code = get_code(app)
+    for _ in range(14):
+        poll(app, code["device_code"])
+    lines = [r.getMessage() for r in caplog.records if r.name == "deviceflow.access"]
+    assert len(lines) == 1 and " POST /device/code 200 " in lines[0]
+    clock.advance(61)
+    poll(app, code["device_code"])
+    lines = [r.getMessage() for r in caplog.records if r.name == "deviceflow.access"]
+    assert lines[1:] == ["POST /device/token answered 13 authorization_pending, 2 slow_down in the last 61 s"]
+    poll(app, "no-such-code")  # any other answer keeps its own line
+    assert caplog.records[-1].getMessage().startswith("192.0.2.10 POST /device/token 400 ")
+
+
 def test_access_log_shows_the_client_behind_a_trusted_proxy(make_web, make_config, caplog):
     caplog.set_level(logging.INFO, logger="deviceflow.access")
     app = make_web(make_config(TRUSTED_PROXIES="192.0.2.10"))

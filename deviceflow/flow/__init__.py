@@ -23,7 +23,7 @@ import time
 from deviceflow.config import Config
 from deviceflow.flow.consent import Consent
 from deviceflow.flow.device_authorization import DeviceAuthorization
-from deviceflow.flow.device_code_grant import DeviceCodeGrant
+from deviceflow.flow.device_code_grant import DeviceCodeGrant, PendingView
 from deviceflow.flow.tokens import Tokens
 from deviceflow.flow.verification import Verification
 from deviceflow.store import Store
@@ -43,6 +43,8 @@ class DeviceFlow:
         self.passthrough = passthrough
         self.authorization = DeviceAuthorization(config, store, clock)
         self.verification = Verification(config, store, clock)
-        self.consent = Consent(config, store, clock, upstream, passthrough)
+        # The pending flows this instance has read lately, forgotten when settled here (device_code_grant).
+        self.pending = PendingView(store, clock=clock)
+        self.consent = Consent(config, store, clock, upstream, passthrough, self.pending)
         self.tokens = Tokens(config, store, clock)
-        self.device_code_grant = DeviceCodeGrant(config, store, self.tokens, clock, passthrough)
+        self.device_code_grant = DeviceCodeGrant(config, store, self.tokens, clock, passthrough, self.pending)

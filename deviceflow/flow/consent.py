@@ -26,6 +26,7 @@ from deviceflow import sealing
 from deviceflow.config import Config
 from deviceflow.errors import PageError, StaleConsent, UpstreamError
 from deviceflow.flow.clients import network_of
+from deviceflow.flow.device_code_grant import SETTLED_MEMORY, PendingView
 from deviceflow.flow.records import (
     APPROVED,
     AUTHORIZATION_CODE_PURPOSE,
@@ -36,6 +37,7 @@ from deviceflow.flow.records import (
     MODE_CLIENT_CREDENTIALS,
     MODE_DEVICE,
     PENDING,
+    SETTLED,
     STATE,
     STATE_RETURNS,
     FlowRecord,
@@ -85,14 +87,24 @@ RESERVED_TOKEN_FIELDS = frozenset(
 class Consent:
     """The way to upstream's consent page and back."""
 
-    def __init__(self, config: Config, store: Store, clock=time.time, upstream=None, passthrough=None):
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        clock=time.time,
+        upstream=None,
+        passthrough=None,
+        pending: PendingView | None = None,
+    ):
         """`upstream` is the Enedis client, used to turn a v2 `autorisation_id` into usage points;
-        `passthrough` (deviceflow.passthrough) exchanges the authorization code in FLOW=DEVICE."""
+        `passthrough` (deviceflow.passthrough) exchanges the authorization code in FLOW=DEVICE; `pending`
+        is the instance's view of pending flows, told when a flow is settled here."""
         self.config = config
         self.store = store
         self.clock = clock
         self.upstream = upstream
         self.passthrough = passthrough
+        self.pending = pending
 
     def consent_url(self, pending: PendingFlow, browser_id: str, state_suffix: str = "") -> str:
         """Bind a fresh single-use state to this browser and give the consent URL."""
@@ -186,7 +198,11 @@ class Consent:
 
     def settle_pending(self, device_key: str, changes: dict) -> FlowRecord:
         """Move a PENDING flow on (approved or denied), once: PageError when it is not pending any more."""
+        # First the record that hides the flow from every instance's view of pending flows (device_code_grant).
+        self.store.put(SETTLED, device_key, {}, SETTLED_MEMORY)
         before = self.store.update_if(FLOW, device_key, {"status": PENDING}, changes)
+        if self.pending is not None:
+            self.pending.forget(device_key)  # this instance's next poll reads the settled flow
         if before is None:
             raise PageError("unknown_code")
         if before.get("lent") and not changes.get("sealed_code"):

@@ -18,6 +18,7 @@ CHAIN = "chain"  # ChainRecord, by the chain id
 ACCESS_TOKEN = "access"  # AccessTokenRecord, by the access token's digest
 REFRESH_TOKEN = "refresh"  # RefreshTokenRecord, by the refresh token's digest
 SERVER_META = "meta"  # {"key": hex}, under SERVER_KEY: the key of CSRF tokens, shared by every instance
+SETTLED = "settled"  # {}, by the device code's digest: a flow approved or denied lately (PendingView forgets it)
 
 SERVER_KEY = "server_key"
 
@@ -27,7 +28,6 @@ FAILED_GUESSES = "guess"  # failed user-code entries, per network, and under ALL
 FAILED_SITES = "guessed"  # failed user-code entries, per site (an IPv4 address, an IPv6 /48)
 CONSENT_RETURNS = "returns"  # returns from the consent page, per network
 STATE_RETURNS = "state_returns"  # returns from the consent page, per state
-POLLS = "poll"  # token polls, per device code digest, within a minute
 
 ALL_NETWORKS = "*"
 
