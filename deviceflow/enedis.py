@@ -149,7 +149,7 @@ class EnedisClient:
     Public API:
     - `fetch_v5(path, query) -> Answer`: a v5 data request, answered per
       ENEDIS_API_MODE, in v5 shape;
-    - `usage_points_for(autorisation_id, started) -> list[str]`: the usage
+    - `usage_points_for(autorisation_id, started, flow_key) -> list[str]`: the usage
       points of a v2 consent (empty when Enedis has not registered it yet);
     - `call(method, url, api="data", **kwargs) -> requests.Response`: any
       Enedis API call, with the token, within the budget, renewed and retried
@@ -331,7 +331,7 @@ class EnedisClient:
 
     # --- the v2 consent
 
-    def usage_points_for(self, autorisation_id: str, started: float, flow_key: str = "") -> list[str]:
+    def usage_points_for(self, autorisation_id: str, started: float, flow_key: str) -> list[str]:
         """The usage points of a fresh v2 consent: every distinct `pointId` of
         its ACTIF or DEMANDE services that began (`dateDebut`, a French date)
         no earlier than the day before `started` (epoch, when the flow began),
