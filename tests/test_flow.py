@@ -216,3 +216,38 @@ def test_no_version_min_accepts_anything(config):
 )
 def test_application_name(agent, name):
     assert application_name(agent) == name
+
+
+def test_the_view_of_pending_flows_takes_new_flows_while_it_sweeps(sqlite_store):
+    """Polls remember flows while another poll sweeps the view: no poll fails for it."""
+    import sys
+    import threading
+
+    from deviceflow.flow.device_code_grant import POLL_WINDOW, PendingView
+
+    view = PendingView(sqlite_store)
+    for n in range(200_000):
+        view.remember(f"old-{n}", "test-client", 2e9, 0.0)
+    stop, failures = threading.Event(), []
+
+    def remember_new_flows():
+        n = 0
+        while not stop.is_set():
+            view.remember(f"new-{n}", "test-client", 2e9, POLL_WINDOW * 2)
+            n += 1
+
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(0.0005)  # hand the GIL over often, as 32 server threads do
+    other = threading.Thread(target=remember_new_flows)
+    other.start()
+    try:
+        for round_ in range(3):
+            try:
+                view.count("device", POLL_WINDOW * (round_ + 2))  # each round's first poll sweeps
+            except RuntimeError as error:
+                failures.append(error)
+    finally:
+        stop.set()
+        other.join()
+        sys.setswitchinterval(previous)
+    assert failures == []

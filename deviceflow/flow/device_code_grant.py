@@ -109,7 +109,8 @@ class PendingView:
             try:
                 self._settled = frozenset(key for key, _ in self.store.scan(SETTLED))
             except StoreUnavailable:
-                self._seen = {}  # nothing is known: polls read the store (and answer 503 while it is down)
+                with self._lock:
+                    self._seen = {}  # nothing is known: polls read the store (and answer 503 while it is down)
                 return
             self._refreshed_at, self._next_refresh = now, now + self.refresh
         finally:
@@ -117,11 +118,13 @@ class PendingView:
 
     def remember(self, device_key: str, client_id: str, code_expires: float, read_at: float) -> None:
         """A flow read as pending from the store at `read_at` (taken before the read)."""
-        self._seen[device_key] = (client_id, code_expires, read_at)
+        with self._lock:  # the sweep rebuilds the dict: a change during it would be lost, or break it
+            self._seen[device_key] = (client_id, code_expires, read_at)
 
     def forget(self, device_key: str) -> None:
         """The flow left PENDING through this instance: the next poll reads the store."""
-        self._seen.pop(device_key, None)
+        with self._lock:
+            self._seen.pop(device_key, None)
 
     def count(self, device_key: str, now: float) -> int:
         """Count a poll in its window (opened by the first poll); the count so far in this instance."""
