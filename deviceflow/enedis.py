@@ -94,6 +94,9 @@ SUBSCRIBED_RETRY_PAUSES = (0.5, 1.0, 1.5)
 AUTORISATION_ID = re.compile(r"[0-9]{1,19}")
 INT64_MAX = 2**63 - 1
 REDEEM_KIND, SHARE_KIND = "redeem", "share"
+# A redeemed service stays held at least this long: longer than it counts as fresh (from the day
+# before the flow began, up to two days), so that a short DURATION cannot free it for another flow.
+SHARE_HOLD_MINIMUM = 3 * 86400
 ENEDIS_ZONE = ZoneInfo("Europe/Paris")  # the dates Enedis writes are French ones
 
 # A call that cannot get a slot within this many seconds is answered 429 (ENEDIS_MAX_CALLS_PER_SECOND).
@@ -376,16 +379,21 @@ class EnedisClient:
                 began.isoformat() if began else "an unknown date",
             )
             raise StaleConsent(name)
-        share = self._keyed(f"{number}|" + "|".join(sorted(f"{s.get('id')}@{s.get('dateDebut')}" for s in fresh)))
-        if not self.store.add(SHARE_KIND, share, {"flow": flow_key}, self.config.duration_seconds):
-            holder = self.store.get(SHARE_KIND, share)
-            if holder is None or not hmac.compare_digest(str(holder.get("flow")), flow_key):
-                log.warning(
-                    "v2 consent %s refused: this share was already redeemed by another flow; someone may be "
-                    "redeeming another person's consent",
-                    name,
-                )
-                raise StaleConsent(name)
+        # Each service is held on its own: a listing that grows (a service registered later, a DEMANDE
+        # turned ACTIF) must not make the services already redeemed free again. The hold outlives
+        # the freshness window, whatever DURATION.
+        hold = max(self.config.duration_seconds, SHARE_HOLD_MINIMUM)
+        for service in fresh:
+            claim = self._keyed(f"{number}|{service.get('id')}@{service.get('dateDebut')}")
+            if not self.store.add(SHARE_KIND, claim, {"flow": flow_key}, hold):
+                holder = self.store.get(SHARE_KIND, claim)
+                if holder is None or not hmac.compare_digest(str(holder.get("flow")).encode(), flow_key.encode()):
+                    log.warning(
+                        "v2 consent %s refused: this share was already redeemed by another flow; someone may be "
+                        "redeeming another person's consent",
+                        name,
+                    )
+                    raise StaleConsent(name)
         points = list(dict.fromkeys(service["pointId"] for service in fresh))
         count = self.store.incr(REDEEM_KIND, name, self.config.duration_seconds)
         log.info("v2 consent %s redeemed (redemption %d) for usage points %s", name, count, ",".join(points))

@@ -509,3 +509,28 @@ def test_any_text_in_a_real_flow_is_a_page_never_a_500(
     for autorisation_id in [AUTORISATION_ID, *ids]:
         page = back(app, state, autorisation_id=autorisation_id, code=code, usage_point_id=usage_point_id)
         assert page.status_int != 500 and page.content_type == "text/html", page.text  # 502: Enedis failing
+
+
+def test_a_service_added_to_a_redeemed_share_does_not_free_the_redeemed_one(make_proxy, enedis):
+    subscribed(enedis, services(PRM1))
+    app = make_proxy()
+    code, state = start(app)
+    assert back(app, state, autorisation_id=AUTORISATION_ID).status_int == 200
+    assert minted(app, code)["usage_points_id"] == PRM1
+    enedis.upsert(responses.POST, SUBSCRIBED_URL, json=services(PRM1, PRM2))  # the listing grows
+    app.reset()
+    stolen_code, stolen_state = start(app)
+    assert back(app, stolen_state, autorisation_id=AUTORISATION_ID).status_int == 403
+    assert minted(app, stolen_code)["error"] == "authorization_pending"
+
+
+def test_a_short_duration_does_not_free_a_redeemed_share_while_it_is_fresh(make_proxy, enedis, clock):
+    subscribed(enedis, services(PRM1))
+    app = make_proxy(DURATION="P1D")
+    code, state = start(app)
+    assert back(app, state, autorisation_id=AUTORISATION_ID).status_int == 200
+    clock.advance(86400 + 60)  # the share still counts as fresh for a flow started now
+    app.reset()
+    stolen_code, stolen_state = start(app)
+    assert back(app, stolen_state, autorisation_id=AUTORISATION_ID).status_int == 403
+    assert minted(app, stolen_code)["error"] == "authorization_pending"
