@@ -188,12 +188,11 @@ def seed(env: dict, count: int) -> list[tuple[str, str]]:
 
     store = SQLiteStore(env["SQLITE_PATH"])
     flow = DeviceFlow(configuration.load(environ=env, dotenv_path=None), store)
-    store._write("BEGIN")  # the writes below in one transaction: 100 000 commits would take minutes
     codes = []
-    for _ in range(count):
-        started = flow.authorization.issue_codes(CLIENT_ID, user_agent="Bench/1.0.0")
-        codes.append((started["device_code"], started["user_code"]))
-    store._write("COMMIT")
+    with store.batch():  # one transaction: 100 000 commits would take minutes
+        for _ in range(count):
+            started = flow.authorization.issue_codes(CLIENT_ID, user_agent="Bench/1.0.0")
+            codes.append((started["device_code"], started["user_code"]))
     store.close()
     return codes
 

@@ -119,7 +119,7 @@ class DeviceApi:
         self.flow = flow
         self.metrics = metrics
         self.app = app = bottle.Bottle()
-        app.config["json.enable"] = False
+        app.uninstall(True)  # Bottle's JSON and template plugins: answers are built here, and they cost every request
         app.install(DeviceApiPlugin(config, metrics))
         app.post("/device/code", callback=self.device_code, user_agent_gate=True)
         app.post("/device/token", callback=self.device_token, user_agent_gate=True)

@@ -49,7 +49,7 @@ class Pages:
         )
         self.templates: dict[str, bottle.SimpleTemplate] = {}
         self.app = app = bottle.Bottle()
-        app.config["json.enable"] = False
+        app.uninstall(True)  # Bottle's JSON and template plugins: answers are built here, and they cost every request
         app.get("/", callback=self.home)
         app.get("/device", callback=self.device_page)
         app.get("/auth/verify_code", callback=self.device_page)

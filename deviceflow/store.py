@@ -62,6 +62,10 @@ class Store:
         """The live record, or None."""
         raise NotImplementedError
 
+    def get_many(self, kind: str, keys: list[str]) -> dict[str, dict]:
+        """The live records of a kind among `keys`, by key, read at once."""
+        return {key: value for key in keys if (value := self.get(kind, key)) is not None}
+
     def take(self, kind: str, key: str) -> dict | None:
         """Atomically read and delete the live record: one caller gets it."""
         raise NotImplementedError
@@ -96,6 +100,14 @@ class Store:
     def ping(self) -> None:
         """Raise StoreUnavailable unless the store answers."""
         raise NotImplementedError
+
+    @contextmanager
+    def batch(self):
+        """The writes made within, committed together where the store can (SQLite: one transaction, so
+        one commit instead of one each); each write keeps its own atomicity either way. Reads within may not
+        see the batch's writes before it ends. A StoreUnavailable within may undo the batch's earlier writes;
+        any other exception leaves them written."""
+        yield
 
     def close(self) -> None:
         pass
@@ -173,7 +185,8 @@ class SQLiteStore(Store):
         # and to other processes, and a crash would have lost them. Reads use
         # the thread's own connection; other processes wait in the busy handler.
         self._writer = None
-        self._writing = threading.Lock()
+        self._writing = threading.RLock()  # held across a batch, whose writes take it again
+        self._batch_depth = 0
         with self._errors():
             conn = self._conn()
             conn.execute(
@@ -217,11 +230,30 @@ class SQLiteStore(Store):
 
     def _write(self, sql: str, args=()) -> list:
         """One statement that writes, on the shared writer connection, run to
-        its end (and so committed) before the next one starts; its rows."""
+        its end (and so committed, unless a batch is open) before the next one starts; its rows."""
         with self._writing, self._errors(shared=True):
             if self._writer is None:
                 self._writer = self._connect()
             return self._writer.execute(sql, args).fetchall()
+
+    @contextmanager
+    def batch(self):
+        # The write lock is held from BEGIN to COMMIT: this process's other writers wait for the whole batch,
+        # so a batch holds only statements and the little code between them.
+        with self._writing:
+            self._batch_depth += 1
+            try:
+                if self._batch_depth > 1:
+                    yield
+                    return
+                self._write("BEGIN IMMEDIATE")
+                try:
+                    yield
+                finally:
+                    if self._writer is not None and self._writer.in_transaction:  # else dropped on an error
+                        self._write("COMMIT")
+            finally:
+                self._batch_depth -= 1
 
     def put(self, kind, key, value, ttl):
         self._write(
@@ -256,6 +288,15 @@ class SQLiteStore(Store):
     def get(self, kind, key):
         text = self._value(kind, key)
         return json.loads(text) if text is not None else None
+
+    def get_many(self, kind, keys):
+        keys = list(keys)
+        rows = self._read(
+            f"SELECT key, value FROM records WHERE kind = ? AND key IN ({', '.join('?' * len(keys))})"
+            " AND expires_at > ?",
+            (kind, *keys, self.clock()),
+        )
+        return {key: json.loads(value) for key, value in rows}
 
     def take(self, kind, key):
         rows = self._write(
@@ -426,6 +467,12 @@ class MongoStore(Store):
         with self._errors():
             doc = self.col.find_one({"_id": self._id(kind, key), "exp": {"$gt": self._at()}})
         return doc["v"] if doc else None
+
+    def get_many(self, kind, keys):
+        ids = {self._id(kind, key): key for key in keys}
+        with self._errors():
+            docs = list(self.col.find({"_id": {"$in": list(ids)}, "exp": {"$gt": self._at()}}, {"v": 1}))
+        return {ids[doc["_id"]]: doc["v"] for doc in docs}
 
     def take(self, kind, key):
         with self._errors():

@@ -61,7 +61,6 @@ class ProxyApp:
         self.device_api = DeviceApi(config, store, flow, metrics)
         self.pages = Pages(config, store, flow, metrics)
         self.bottle = bottle.Bottle()
-        self.bottle.config["json.enable"] = False
         self.bottle.merge(self.device_api.app)
         self.bottle.merge(self.pages.app)
         for status in (400, 404, 405, 413, 500):

@@ -15,7 +15,7 @@ from deviceflow.errors import (
 )
 from deviceflow.flow import DeviceFlow
 from deviceflow.flow.clients import application_name, check_user_agent
-from deviceflow.flow.device_authorization import USER_CODE_ALPHABET, normalize_user_code
+from deviceflow.flow.device_authorization import USER_CODE_ALPHABET, draw_user_code, normalize_user_code
 from deviceflow.store import SQLiteStore, digest
 from deviceflow.usage_points import parse_usage_points
 
@@ -41,9 +41,18 @@ def test_user_codes_use_the_alphabet_and_are_unique(flow):
 
 def test_user_code_collisions_are_retried(flow, any_store, monkeypatch):
     taken = flow.authorization.issue_codes("test-client")["user_code"].replace("-", "")
-    picks = iter(taken + "BCDFGHJK")
-    monkeypatch.setattr("deviceflow.flow.device_authorization.secrets.choice", lambda alphabet: next(picks))
+    picks = iter([taken, "BCDFGHJK"])
+    monkeypatch.setattr("deviceflow.flow.device_authorization.draw_user_code", lambda: next(picks))
     assert flow.authorization.issue_codes("test-client")["user_code"] == "BCDF-GHJK"
+
+
+def test_user_code_letters_are_drawn_without_favouring_any():
+    # 256 is not a multiple of the 20 letters: bytes 240-255 would make the first 16 letters likelier.
+    reads = iter([bytes([240, 255, 0, 19, 20, 239, 250, 1, 2, 3, 4, 5, 6, 7, 8, 9]), bytes(range(16))])
+    assert draw_user_code(lambda count: next(reads)) == "BZBZCDFG"
+    # Reads with a single fair byte each: read again until the code is whole.
+    mostly_unfair = iter([bytes([255] * 15 + [i]) for i in range(8)])
+    assert draw_user_code(lambda count: next(mostly_unfair)) == "BCDFGHJK"
 
 
 @pytest.mark.parametrize(

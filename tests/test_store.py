@@ -106,6 +106,41 @@ def test_scan_lists_the_live_records_of_one_kind(any_store, clock):
     assert list(any_store.scan("nothing")) == []
 
 
+def test_get_many_gives_the_live_records_among_the_keys(any_store, clock):
+    any_store.put("guess", "a", {"n": 1}, 60)
+    any_store.put("guess", "b", {"n": 2}, 5)
+    any_store.put("other", "c", {"n": 3}, 60)
+    clock.advance(10)
+    assert any_store.get_many("guess", ["a", "b", "c", "missing"]) == {"a": {"n": 1}}
+    assert any_store.get_many("guess", []) == {}
+
+
+def test_writes_in_a_batch_are_all_kept_and_keep_their_own_meaning(any_store):
+    any_store.put("flow", "taken", {"n": 0}, 60)
+    with any_store.batch():
+        assert any_store.incr("count", "k", 60) == 1
+        assert any_store.incr("count", "k", 60) == 2
+        assert any_store.add("flow", "taken", {"n": 1}, 60) is False
+        assert any_store.add("flow", "free", {"n": 2}, 60) is True
+        with any_store.batch():  # a batch within a batch is part of it
+            any_store.put("flow", "inner", {"n": 3}, 60)
+    assert any_store.get_many("flow", ["taken", "free", "inner"]) == {
+        "taken": {"n": 0},
+        "free": {"n": 2},
+        "inner": {"n": 3},
+    }
+    assert any_store.incr("count", "k", 60) == 3
+
+
+def test_a_refusal_within_a_batch_keeps_what_was_written_before_it(any_store):
+    # /device/code counts a request, then refuses it past the budget: the count must stay.
+    with pytest.raises(LookupError):
+        with any_store.batch():
+            any_store.incr("asked", "net", 60)
+            raise LookupError("past the budget")
+    assert any_store.incr("asked", "net", 60) == 2
+
+
 def test_ping_answers(any_store):
     any_store.ping()
 
@@ -166,6 +201,30 @@ def test_what_threads_write_is_read_back_at_once_here_and_by_another_process(tmp
         return missed
 
     assert [miss for misses in at_once([lambda t=t: write_then_read(t) for t in range(8)]) for miss in misses] == []
+
+
+def test_a_batch_is_seen_by_another_process_whole_when_it_ends(tmp_path):
+    path = str(tmp_path / "batch.sqlite3")
+    here, there = SQLiteStore(path), SQLiteStore(path)
+    with here.batch():
+        here.put("user_code", "ABCD", {"device": "k"}, 60)
+        here.put("flow", "k", {"status": "pending"}, 60)
+        assert there.get("user_code", "ABCD") is None  # a user code never names a flow not yet written
+    assert there.get("user_code", "ABCD") == {"device": "k"}
+    assert there.get("flow", "k") == {"status": "pending"}
+
+
+def test_a_store_error_within_a_batch_leaves_the_store_usable(tmp_path):
+    store = SQLiteStore(str(tmp_path / "broken-batch.sqlite3"))
+    with pytest.raises(StoreUnavailable):
+        with store.batch():
+            store.put("flow", "k", {"status": "pending"}, 60)
+            store._write("INSERT INTO no_such_table VALUES (1)")
+    store.put("flow", "after", {"status": "pending"}, 60)
+    assert store.get("flow", "after") == {"status": "pending"}
+    with store.batch():
+        store.put("flow", "again", {"n": 1}, 60)
+    assert SQLiteStore(store.path).get("flow", "again") == {"n": 1}
 
 
 def test_compare_and_set_sees_what_another_process_changed(tmp_path):

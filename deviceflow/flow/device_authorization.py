@@ -49,6 +49,17 @@ def format_user_code(code: str) -> str:
     return f"{code[:4]}-{code[4:]}"
 
 
+def draw_user_code(random_bytes=secrets.token_bytes) -> str:
+    """A user code, each letter drawn uniformly from the alphabet, from one read of the system's randomness
+    (a read per letter, as `secrets.choice` does, is a system call each)."""
+    fair = 256 - 256 % len(USER_CODE_ALPHABET)  # bytes from here on would favour the first letters
+    code = ""
+    while len(code) < USER_CODE_LENGTH:
+        drawn = random_bytes(2 * USER_CODE_LENGTH)
+        code += "".join(USER_CODE_ALPHABET[byte % len(USER_CODE_ALPHABET)] for byte in drawn if byte < fair)
+    return code[:USER_CODE_LENGTH]
+
+
 def normalize_user_code(typed: str) -> str | None:
     """Typed input matched case-insensitively, ignoring spaces and dashes."""
     code = re.sub(r"[\s-]", "", typed or "").upper()
@@ -71,37 +82,38 @@ class DeviceAuthorization:
         """A new flow for a known client, as the device authorization response; when `address` is given,
         it counts against that address's device-code budget (only requests that would create a flow count)."""
         client_id = check_client(self.config, client_id)
-        if address is not None:
-            self._check_code_budget(address)
         device_code = secrets.token_urlsafe(32)
         device_key = digest(device_code)
         lifetime = self.config.code_lifetime
-        for _ in range(USER_CODE_DRAWS):
-            user_code = "".join(secrets.choice(USER_CODE_ALPHABET) for _ in range(USER_CODE_LENGTH))
-            if self.store.add(USER_CODE, user_code, {"device": device_key}, lifetime):
-                break
-        else:
-            raise TemporarilyUnavailable("no free user code, try again later")
-        record: FlowRecord = {
-            "status": PENDING,
-            "user_code": user_code,
-            "client_id": client_id,
-            "scope": scope or "",
-            "application": application_name(user_agent),
-            "code_expires": self.clock() + lifetime,
-        }
-        if self.config.device_mode:
-            # Upstream's tokens will be sealed to it: the store never holds a key that opens them.
-            record["public_key"] = sealing.public_key_for(device_code)
-            if client_secret and not self.config.client_secret:
-                # No configured secret: the device lends its own, sealed in a record of its own that
-                # expires with the code (the flow's is remembered a day longer).
-                record["lent"] = True
-                sealed = sealing.seal_to(
-                    record["public_key"], client_secret.encode(), sealed_for(LENT_SECRET_PURPOSE, device_key)
-                )
-                self.store.put(LENT_SECRET, device_key, {"sealed": sealed}, lifetime + LENT_SECRET_GRACE)
-        self.store.put(FLOW, device_key, record, lifetime + EXPIRED_MEMORY)
+        with self.store.batch():  # the request's writes in one commit
+            if address is not None:
+                self._check_code_budget(address)  # first: a refused request costs one write, nothing more
+            for _ in range(USER_CODE_DRAWS):
+                user_code = draw_user_code()
+                if self.store.add(USER_CODE, user_code, {"device": device_key}, lifetime):
+                    break
+            else:
+                raise TemporarilyUnavailable("no free user code, try again later")
+            record: FlowRecord = {
+                "status": PENDING,
+                "user_code": user_code,
+                "client_id": client_id,
+                "scope": scope or "",
+                "application": application_name(user_agent),
+                "code_expires": self.clock() + lifetime,
+            }
+            if self.config.device_mode:
+                # Upstream's tokens will be sealed to it: the store never holds a key that opens them.
+                record["public_key"] = sealing.public_key_for(device_code)
+                if client_secret and not self.config.client_secret:
+                    # No configured secret: the device lends its own, sealed in a record of its own that
+                    # expires with the code (the flow's is remembered a day longer).
+                    record["lent"] = True
+                    sealed = sealing.seal_to(
+                        record["public_key"], client_secret.encode(), sealed_for(LENT_SECRET_PURPOSE, device_key)
+                    )
+                    self.store.put(LENT_SECRET, device_key, {"sealed": sealed}, lifetime + LENT_SECRET_GRACE)
+            self.store.put(FLOW, device_key, record, lifetime + EXPIRED_MEMORY)
         base = self.config.base_url
         return {
             "device_code": device_code,

@@ -65,13 +65,16 @@ class Verification:
         self.config = config
         self.store = store
         self.clock = clock
+        self._key: bytes | None = None
 
     def check_guess_budget(self, address: str) -> None:
         """Past the failed-entry limits the person is told to wait (429): their network's own
         limit, or the server-wide one when their site has failed too."""
-        if (self.store.get(FAILED_GUESSES, network_of(address)) or 0) >= GUESSES_PER_ADDRESS:
+        network = network_of(address)
+        failed = self.store.get_many(FAILED_GUESSES, [network, ALL_NETWORKS])
+        if failed.get(network, 0) >= GUESSES_PER_ADDRESS:
             raise PageError("too_many_attempts", 429, GUESSES_PER_ADDRESS_WINDOW)
-        overall = self.store.get(FAILED_GUESSES, ALL_NETWORKS) or 0
+        overall = failed.get(ALL_NETWORKS, 0)
         if overall >= GUESSES_CEILING or (
             overall >= GUESSES_GLOBAL and self.store.get(FAILED_SITES, network_of(address, IPV6_SITE))
         ):
@@ -117,9 +120,12 @@ class Verification:
             raise PageError("bad_csrf", 403)
 
     def _server_key(self) -> bytes:
-        # Shared by every instance on the store, so a form served by one is accepted by another.
-        key = self.store.get(SERVER_META, SERVER_KEY)
-        if key is None:
-            self.store.add(SERVER_META, SERVER_KEY, {"key": secrets.token_hex(32)}, SERVER_KEY_LIFETIME)
+        # Shared by every instance on the store, so a form served by one is accepted by another; once
+        # read it never changes (only the first `add` writes it), so each instance reads it once.
+        if self._key is None:
             key = self.store.get(SERVER_META, SERVER_KEY)
-        return bytes.fromhex(key["key"])
+            if key is None:
+                self.store.add(SERVER_META, SERVER_KEY, {"key": secrets.token_hex(32)}, SERVER_KEY_LIFETIME)
+                key = self.store.get(SERVER_META, SERVER_KEY)
+            self._key = bytes.fromhex(key["key"])
+        return self._key
