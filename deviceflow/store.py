@@ -234,6 +234,11 @@ class SQLiteStore(Store):
         with self._writing, self._errors(shared=True):
             if self._writer is None:
                 self._writer = self._connect()
+            elif not self._batch_depth and self._writer.in_transaction:
+                # A batch ended by an exception between its BEGIN and its COMMIT (a signal's KeyboardInterrupt):
+                # left open, its transaction would take every later write and hold the database's write lock.
+                log.warning("a batch was left open: committed")
+                self._writer.execute("COMMIT")
             return self._writer.execute(sql, args).fetchall()
 
     @contextmanager
@@ -246,8 +251,8 @@ class SQLiteStore(Store):
                 if self._batch_depth > 1:
                     yield
                     return
-                self._write("BEGIN IMMEDIATE")
                 try:
+                    self._write("BEGIN IMMEDIATE")
                     yield
                 finally:
                     if self._writer is not None and self._writer.in_transaction:  # else dropped on an error

@@ -227,6 +227,48 @@ def test_a_store_error_within_a_batch_leaves_the_store_usable(tmp_path):
     assert SQLiteStore(store.path).get("flow", "again") == {"n": 1}
 
 
+class _InterruptedWriter:
+    """The writer connection, with an exception (a signal's KeyboardInterrupt) raised once at `at`:
+    just after that statement ran, or when the batch asks whether a transaction is open."""
+
+    def __init__(self, conn, at):
+        self.conn, self.at = conn, at
+
+    def execute(self, sql, args=()):
+        cursor = self.conn.execute(sql, args)
+        if sql == self.at:
+            self.at = None
+            raise KeyboardInterrupt
+        return cursor
+
+    @property
+    def in_transaction(self):
+        if self.at == "in_transaction":
+            self.at = None
+            raise KeyboardInterrupt
+        return self.conn.in_transaction
+
+    def close(self):
+        self.conn.close()
+
+
+@pytest.mark.parametrize("at", ["BEGIN IMMEDIATE", "in_transaction"])
+def test_a_batch_interrupted_between_begin_and_commit_leaves_no_transaction_open(tmp_path, at):
+    # Left open, the writer's transaction took every later write of the process, committed none of them,
+    # and held the database's write lock: the other processes' writes failed after their busy timeout.
+    path = str(tmp_path / "interrupted.sqlite3")
+    store = SQLiteStore(path)
+    store.put("flow", "before", {"n": 0}, 60)
+    store._writer = _InterruptedWriter(store._writer, at)
+    with pytest.raises(KeyboardInterrupt):
+        with store.batch():
+            store.put("flow", "in-batch", {"n": 1}, 60)
+    store.put("flow", "after", {"n": 2}, 60)
+    there = SQLiteStore(path, busy_timeout=0.2)
+    assert there.get("flow", "after") == {"n": 2}
+    there.put("flow", "there", {"n": 3}, 60)  # the write lock is free
+
+
 def test_compare_and_set_sees_what_another_process_changed(tmp_path):
     path = str(tmp_path / "cas.sqlite3")
     here, there = SQLiteStore(path), SQLiteStore(path)
