@@ -260,3 +260,20 @@ def test_the_view_of_pending_flows_takes_new_flows_while_it_sweeps(sqlite_store)
         other.join()
         sys.setswitchinterval(previous)
     assert failures == []
+
+
+def test_a_running_instance_takes_up_the_csrf_key_the_store_holds_now(config, any_store, clock):
+    # The key record lost (a MongoDB rollback of its first write, a store emptied or restored): an instance
+    # started since writes a new one. One that had read the old key kept it for ever, and behind a load
+    # balancer every form one of them served was refused by the other (403 bad_csrf) until a restart.
+    from deviceflow.flow.records import SERVER_KEY, SERVER_META
+    from deviceflow.flow.verification import Verification
+
+    running = Verification(config, any_store, clock)
+    running.csrf_token("browser", "BCDFGHJK")
+    any_store.delete(SERVER_META, SERVER_KEY)
+    started_since = Verification(config, any_store, clock)
+    token = started_since.csrf_token("browser", "BCDFGHJK")
+    clock.advance(60)
+    running.check_csrf("browser", "BCDFGHJK", token)
+    assert running.csrf_token("browser", "BCDFGHJK") == token

@@ -46,6 +46,9 @@ GUESSES_GLOBAL = 300
 GUESSES_CEILING = 3000
 GUESSES_GLOBAL_WINDOW = 3600
 SERVER_KEY_LIFETIME = 10 * 365 * 86400
+# The CSRF key is read again this often (seconds): a key the store lost and an instance wrote anew is
+# everybody's within this time, rather than never for an instance that had read the old one.
+SERVER_KEY_REREAD = 60
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,7 @@ class Verification:
         self.store = store
         self.clock = clock
         self._key: bytes | None = None
+        self._key_read_at = 0.0
 
     def check_guess_budget(self, address: str) -> None:
         """Past the failed-entry limits the person is told to wait (429): their network's own
@@ -120,12 +124,13 @@ class Verification:
             raise PageError("bad_csrf", 403)
 
     def _server_key(self) -> bytes:
-        # Shared by every instance on the store, so a form served by one is accepted by another; once
-        # read it never changes (only the first `add` writes it), so each instance reads it once.
-        if self._key is None:
+        # Shared by every instance on the store, so a form served by one is accepted by another. Only the
+        # first `add` writes it, but the store may lose it (a rollback, a store emptied): read again now and then.
+        now = self.clock()
+        if self._key is None or now - self._key_read_at >= SERVER_KEY_REREAD:
             key = self.store.get(SERVER_META, SERVER_KEY)
             if key is None:
                 self.store.add(SERVER_META, SERVER_KEY, {"key": secrets.token_hex(32)}, SERVER_KEY_LIFETIME)
                 key = self.store.get(SERVER_META, SERVER_KEY)
-            self._key = bytes.fromhex(key["key"])
+            self._key, self._key_read_at = bytes.fromhex(key["key"]), now
         return self._key
