@@ -121,6 +121,16 @@ def http(
         return error.code, error.read()
 
 
+# The process serving each port, so that a wrk run can tell the CPU time it cost the server.
+SERVER_PIDS: dict[int, int] = {}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process so far, all its threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
 def server(argv: list[str], port: int, env: dict, workdir: Path, ready_path: str = "/"):
     """A server process, up when `ready_path` answers, stopped (SIGTERM, then SIGKILL) on exit."""
@@ -139,8 +149,10 @@ def server(argv: list[str], port: int, env: dict, workdir: Path, ready_path: str
                 if time.monotonic() > deadline:
                     raise SystemExit(f"server on port {port} did not start:\n{log_path.read_text()[-2000:]}") from None
                 time.sleep(0.1)
+        SERVER_PIDS[port] = process.pid
         yield process
     finally:
+        SERVER_PIDS.pop(port, None)
         process.send_signal(signal.SIGTERM)
         try:
             process.wait(10)
@@ -251,13 +263,19 @@ class Wrk:
             f"http://127.0.0.1:{port}",
         ]
         env = {**os.environ, "BENCH_REQUESTS": str(requests), "BENCH_EXPECT": expect, "BENCH_THREADS": str(threads)}
+        pid = SERVER_PIDS.get(port)
+        cpu_before = cpu_seconds(pid) if pid else None
         out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=duration + 60)
+        cpu = cpu_seconds(pid) - cpu_before if pid else None
         requests.unlink()
         for line in out.stdout.splitlines():
             if line.startswith("BENCH "):
                 figures = json.loads(line[6:])
                 figures["rps"] = figures["requests"] / (figures["duration_us"] / 1e6)
                 figures["connections"] = connections
+                # The server's CPU time (every thread, system calls included) per answer: beside the time the
+                # app's own code takes, it shows what threads cost in handing the GIL to each other.
+                figures["cpu_us"] = cpu * 1e6 / figures["requests"] if cpu is not None and figures["requests"] else None
                 return figures
         raise SystemExit(f"wrk gave no figures:\n{out.stdout}\n{out.stderr}")
 
@@ -475,6 +493,7 @@ class Table:
                 ratio,
                 ms(figures["p50_us"]),
                 ms(figures["p99_us"]),
+                f"{figures['cpu_us']:,.0f}" if figures.get("cpu_us") is not None else "",
                 "; ".join(filter(None, [note, *odd])),
             )
         )
@@ -484,8 +503,8 @@ class Table:
 
     def markdown(self) -> str:
         lines = [
-            "| measurement | conns | req/s | × hello-world | p50 ms | p99 ms | notes |",
-            "|---|---:|---:|---:|---:|---:|---|",
+            "| measurement | conns | req/s | × hello-world | p50 ms | p99 ms | server CPU µs/req | notes |",
+            "|---|---:|---:|---:|---:|---:|---:|---|",
         ]
         lines += ["| " + " | ".join(row) + " |" for row in self.rows]
         lines += ["", "| target | measured | met |", "|---|---|---|"]
