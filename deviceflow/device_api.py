@@ -11,6 +11,8 @@ from __future__ import annotations
 import functools
 import hmac
 import json
+import logging
+from http.client import responses as HTTP_REASONS
 
 import bottle
 
@@ -22,7 +24,9 @@ from deviceflow.errors import (
     AuthorizationPending,
     InsufficientScope,
     InvalidRequest,
+    MethodNotAllowed,
     NotFound,
+    ServerError,
     SlowDown,
     StoreUnavailable,
     TooManyRequests,
@@ -39,7 +43,10 @@ from deviceflow.middleware import SUMMARIZED
 from deviceflow.resources import OPENAPI
 from deviceflow.store import Store, digest
 
+log = logging.getLogger("deviceflow.web")
+
 DATA_PROXY_PREFIX = "/data/proxy/"
+TOKEN_PATH = "/device/token"
 VIA = f"1.1 deviceflow/{__version__}"
 # Every JSON answer to a device; /data/proxy and /device/proxy too, whatever
 # upstream's Content-Type (their bodies are checked to be UTF-8 JSON).
@@ -50,16 +57,22 @@ def json_response(body: dict, status: int = 200, headers: dict | None = None) ->
     return device_response(json.dumps(body), status, DEVICE_JSON, headers)
 
 
+def device_headers(content_type: str, headers: dict | None = None) -> list[tuple[str, str]]:
+    """The headers of any answer to a device: never cached (RFC 6749 §5.1)."""
+    return [
+        ("Content-Type", content_type),
+        ("Cache-Control", "no-store"),
+        ("Pragma", "no-cache"),
+        ("X-Content-Type-Options", "nosniff"),
+        *(headers or {}).items(),
+    ]
+
+
 def device_response(
     body: bytes | str, status: int, content_type: str, headers: dict | None = None
 ) -> bottle.HTTPResponse:
-    """Any answer to a device: never cached (RFC 6749 §5.1)."""
-    response = bottle.HTTPResponse(body, status=status, headers=headers or {})
-    response.set_header("Content-Type", content_type)
-    response.set_header("Cache-Control", "no-store")
-    response.set_header("Pragma", "no-cache")
-    response.set_header("X-Content-Type-Options", "nosniff")
-    return response
+    """Any answer to a device, from a Bottle route."""
+    return bottle.HTTPResponse(body, status=status, headers=device_headers(content_type, headers))
 
 
 def error_response(error: ApiError) -> bottle.HTTPResponse:
@@ -122,7 +135,8 @@ class DeviceApi:
         app.uninstall(True)  # Bottle's JSON and template plugins: answers are built here, and they cost every request
         app.install(DeviceApiPlugin(config, metrics))
         app.post("/device/code", callback=self.device_code, user_agent_gate=True)
-        app.post("/device/token", callback=self.device_token, user_agent_gate=True)
+        # Answered before Bottle (deviceflow.web.PlainRoutes), each taking POST only.
+        self.plain_routes = {TOKEN_PATH: self.token_endpoint}
         app.post("/device/proxy", callback=self.device_proxy)
         app.get(DATA_PROXY_PREFIX + "<path:path>", callback=self.data_proxy, data_call=True)
         app.get("/.well-known/oauth-authorization-server", callback=self.metadata)
@@ -144,16 +158,40 @@ class DeviceApi:
         self.metrics.flows.labels("started").inc()
         return codes
 
-    def device_token(self):
+    def token_endpoint(self, environ, start_response):
+        """The token endpoint, POST /device/token, as a plain WSGI application: the bulk of the traffic is
+        devices polling, and Bottle's own work per request was half of a poll's. It answers as the routes
+        of DeviceApiPlugin do: the User-Agent gate first, an ApiError as its JSON, never a traceback."""
+        try:
+            if environ.get("REQUEST_METHOD") != "POST":
+                raise MethodNotAllowed("the token endpoint takes POST")
+            check_user_agent(self.config, environ.get("HTTP_USER_AGENT"))
+            status, body, headers = 200, self.token_request(environ), {}
+        except MethodNotAllowed as error:
+            status, body, headers = error.status, error.body(), {"Allow": "POST"}
+        except ApiError as error:
+            status, body, headers = error.status, error.body(), error.headers()
+        except Exception as exc:  # what Bottle's crash handler would have caught: logged by name only
+            log.error("unexpected error on POST /device/token: %s", type(exc).__name__)
+            error = ServerError()
+            status, body, headers = error.status, error.body(), {}
+        data = json.dumps(body).encode()
+        start_response(
+            f"{status} {HTTP_REASONS.get(status, '')}".rstrip(),
+            [*device_headers(DEVICE_JSON, headers), ("Content-Length", str(len(data)))],
+        )
+        return [data]
+
+    def token_request(self, environ) -> dict:
         """The token request: the device_code grant (RFC 8628 §3.4) or the refresh_token grant."""
-        form = read_form(bottle.request.environ)
+        form = read_form(environ)
         grant = form.get("grant_type", "")
         if grant == DEVICE_CODE_GRANT:
             try:
                 with self.metrics.answer(self.metrics.polls):
                     tokens = self.flow.device_code_grant.poll(form.get("client_id", ""), form.get("device_code", ""))
             except (AuthorizationPending, SlowDown) as pending:
-                bottle.request.environ[SUMMARIZED] = pending.error  # one access log line a minute for them all
+                environ[SUMMARIZED] = pending.error  # one access log line a minute for them all
                 raise
             self.metrics.flows.labels("delivered").inc()
             return tokens

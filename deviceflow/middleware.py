@@ -17,6 +17,8 @@ access_log = logging.getLogger("deviceflow.access")
 # counted in the access log's summary line instead of logged on a line of its own.
 SUMMARIZED = "deviceflow.summarized"
 SUMMARY_EVERY = 60.0  # seconds
+# The route template of a request answered outside Bottle (which sets `bottle.route`), for the access log.
+PLAIN_ROUTE = "deviceflow.route"
 
 
 def ascii_only(text: str) -> str:
@@ -143,7 +145,7 @@ class AccessLog:
                     "%s %s %s %s %.1fms",
                     environ.get("REMOTE_ADDR", "") or "-",
                     ascii_only(environ.get("REQUEST_METHOD", "")),
-                    route.rule if route else "-",
+                    route.rule if route else environ.get(PLAIN_ROUTE, "-"),
                     status[-1] if status else "-",
                     (self.clock() - started) * 1000,
                 )

@@ -25,7 +25,7 @@ from deviceflow.errors import (
 )
 from deviceflow.flow import DeviceFlow
 from deviceflow.metrics import Metrics
-from deviceflow.middleware import AccessLog, CleanHeaders, ClientAddress, ascii_only
+from deviceflow.middleware import PLAIN_ROUTE, AccessLog, CleanHeaders, ClientAddress, ascii_only
 from deviceflow.pages import Pages
 from deviceflow.passthrough import Passthrough
 from deviceflow.store import Store, open_store
@@ -44,6 +44,23 @@ FRAMEWORK_ERRORS: dict[int, type[ApiError]] = {
 }
 # The same, as the page a person sees.
 FRAMEWORK_PAGES = {400: "bad_request", 404: "not_found", 405: "bad_request", 413: "bad_request"}
+
+
+class PlainRoutes:
+    """WSGI: a few exact paths answered by plain WSGI applications, where Bottle's own work per request
+    would be most of the answer's cost; every other request goes to Bottle."""
+
+    def __init__(self, routes: dict, bottle_app):
+        self.routes = routes
+        self.bottle_app = bottle_app
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        app = self.routes.get(path)
+        if app is None:
+            return self.bottle_app(environ, start_response)
+        environ[PLAIN_ROUTE] = path
+        return app(environ, start_response)
 
 
 class ProxyApp:
@@ -67,7 +84,8 @@ class ProxyApp:
             self.bottle.error(status)(self.framework_error)
         if simulator is not None:
             self.bottle.mount(DEMO_PREFIX + "/", simulator.app)
-        access = AccessLog(self.bottle, summary_clock=flow.clock)
+        routes = PlainRoutes(self.device_api.plain_routes, self.bottle)
+        access = AccessLog(routes, summary_clock=flow.clock)
         self.wsgi = ClientAddress(CleanHeaders(access), config.trusted_proxies)
 
     def __call__(self, environ, start_response):

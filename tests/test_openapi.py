@@ -37,6 +37,7 @@ def test_every_json_route_of_the_app_is_described(app):
         for route in app.app.device_api.app.routes
         if route.rule.startswith(("/device/", "/.well-known/", "/healthz"))
     }
+    routes |= {(path, "POST") for path in app.app.device_api.plain_routes}
     routes |= {(f"/data/proxy/{path}", "GET") for path in V5_PATHS}
     assert described == routes
 

@@ -461,8 +461,24 @@ def test_unknown_device_path_is_json_404_and_page_path_is_html(app):
 
 
 def test_wrong_method_on_device_route_is_json(app):
-    response = app.get("/device/token", status=405)
-    assert response.json["error"] == "invalid_request"
+    for response in (app.get("/device/token", status=405), app.get("/device/code", status=405)):
+        assert response.json["error"] == "invalid_request"
+        assert response.headers["Allow"] == "POST"
+        assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_an_unforeseen_failure_at_the_token_endpoint_is_a_json_500_named_in_the_log(app, monkeypatch, caplog):
+    def broken(client_id, device_code):
+        raise RuntimeError(f"could not read {device_code}")
+
+    monkeypatch.setattr(app.app.flow.device_code_grant, "poll", broken)
+    code = app.post("/device/code", {"client_id": "test-client"}).json
+    form = {"grant_type": DEVICE_GRANT, "client_id": "test-client", "device_code": code["device_code"]}
+    response = app.post("/device/token", form, status=500)
+    assert response.json["error"] == "server_error"
+    assert response.headers["Cache-Control"] == "no-store"
+    assert "unexpected error on POST /device/token: RuntimeError" in caplog.text
+    assert code["device_code"] not in caplog.text and "Traceback" not in caplog.text
 
 
 def test_static_css_is_served_locally(app):
