@@ -7,7 +7,8 @@ settled REMOTE_ADDR).
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl
+import re
+from urllib.parse import unquote_plus
 
 import bottle
 
@@ -17,6 +18,7 @@ from deviceflow.middleware import ascii_only
 MAX_BODY = 64 * 1024
 MAX_VALUE = 4096
 MAX_NAME = 256
+CONTROL_CHARACTERS = re.compile("[\x00\r\n]")
 
 
 def read_form(environ) -> dict[str, str]:
@@ -36,21 +38,31 @@ def read_form(environ) -> dict[str, str]:
 
 
 def parse_pairs(raw: bytes | str, where: str) -> dict[str, str]:
+    """`name=value&...` as application/x-www-form-urlencoded says (`+` is a space, %XX a byte of UTF-8);
+    a name without `=` has an empty value. Parsed here rather than by `urllib.parse.parse_qsl`, which
+    does the same at twice the cost, on the path of every poll."""
     try:
         text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
-        pairs = parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors="strict")
+        form: dict[str, str] = {}
+        for piece in text.split("&"):
+            if not piece:
+                continue
+            name, _, value = piece.partition("=")
+            name, value = _unquote(name), _unquote(value)
+            if name in form:
+                raise InvalidRequest(f"parameter {ascii_only(name)} is repeated")
+            if len(value) > MAX_VALUE or len(name) > MAX_NAME:
+                raise InvalidRequest(f"parameter {ascii_only(name)} is too long")
+            if CONTROL_CHARACTERS.search(name) or CONTROL_CHARACTERS.search(value):
+                raise InvalidRequest(f"parameter {ascii_only(name)} holds control characters")
+            form[name] = value
     except (UnicodeDecodeError, ValueError):
         raise InvalidRequest(f"the {where} is not valid UTF-8 form data") from None
-    form: dict[str, str] = {}
-    for name, value in pairs:
-        if name in form:
-            raise InvalidRequest(f"parameter {ascii_only(name)} is repeated")
-        if len(value) > MAX_VALUE or len(name) > MAX_NAME:
-            raise InvalidRequest(f"parameter {ascii_only(name)} is too long")
-        if any(c in value or c in name for c in "\x00\r\n"):
-            raise InvalidRequest(f"parameter {ascii_only(name)} holds control characters")
-        form[name] = value
     return form
+
+
+def _unquote(text: str) -> str:
+    return unquote_plus(text, errors="strict") if "%" in text or "+" in text else text
 
 
 def query_params(environ) -> dict[str, str]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import time
-from contextlib import contextmanager
 
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -77,19 +76,17 @@ class Metrics:
         self.store_errors = Counter(
             "deviceflow_store_errors", "Store operations that failed (the request got 503)", registry=registry
         )
+        self._outcomes: dict[Counter, Outcome] = {}
 
     # --- what the routes and the Enedis client call
 
-    @contextmanager
-    def answer(self, counter: Counter):
-        """Count the block's outcome on `counter`: `tokens` when it returns,
+    def answer(self, counter: Counter) -> Outcome:
+        """A context that counts its block's outcome on `counter`: `tokens` when it returns,
         else the OAuth error code of what it raised."""
-        try:
-            yield
-        except Exception as exc:
-            counter.labels(answer_label(exc)).inc()
-            raise
-        counter.labels("tokens").inc()
+        outcome = self._outcomes.get(counter)
+        if outcome is None:
+            outcome = self._outcomes[counter] = Outcome(counter)
+        return outcome
 
     def data_call(self, status: int, source: str = "none") -> None:
         self.data_calls.labels(str(status), source).inc()
@@ -116,6 +113,27 @@ class Metrics:
 
     def exposition(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class Outcome:
+    """Counts a block's outcome on a counter of answers; one per counter, entered by any thread. A class
+    rather than a generator, and each label's child looked up once: polls count every answer."""
+
+    def __init__(self, counter: Counter):
+        self.counter = counter
+        self.children: dict[str, Counter] = {}
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, error, traceback) -> bool:
+        if error is None or isinstance(error, Exception):
+            label = "tokens" if error is None else answer_label(error)
+            child = self.children.get(label)
+            if child is None:
+                child = self.children[label] = self.counter.labels(label)
+            child.inc()
+        return False
 
 
 def answer_label(exc: BaseException) -> str:

@@ -2,6 +2,7 @@
 browser routes, never a 500; protective headers on every page; cookie flags."""
 
 import io
+from urllib.parse import parse_qsl
 from wsgiref.util import setup_testing_defaults
 
 import pytest
@@ -10,7 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from webtest import TestApp
 
-from deviceflow.errors import StoreUnavailable
+from deviceflow.errors import InvalidRequest, StoreUnavailable
+from deviceflow.forms import parse_pairs
 
 FORM = "application/x-www-form-urlencoded"
 BAD_BODIES = [
@@ -272,3 +274,27 @@ def test_a_live_server_refuses_huge_bodies_before_reading_them(live_server):
         f"{base}/device/token", data=b"a" * (2 * 1024 * 1024), timeout=10, headers={"Content-Type": FORM}
     )
     assert huge.status_code == 413
+
+
+@given(
+    st.lists(
+        st.sampled_from(["a", "b", "=", "&", "+", " ", "%", "%20", "%2B", "%26", "%3D", "%C3%A9", "é", "%e9", "%zz"])
+    )
+)
+@settings(max_examples=400)
+def test_forms_read_as_the_standard_library_reads_them(pieces):
+    # A form the proxy accepts means what urllib.parse.parse_qsl says it means; anything it refuses, it
+    # refuses for a reason of its own (a repeated name, bytes that are not UTF-8).
+    text = "".join(pieces)
+    try:
+        expected = parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors="strict")
+    except (UnicodeDecodeError, ValueError):
+        expected = None
+    try:
+        read = parse_pairs(text, "body")
+    except InvalidRequest:
+        read = None
+    if expected is not None and len({name for name, _ in expected}) == len(expected):
+        assert read == dict(expected)
+    else:
+        assert read is None
