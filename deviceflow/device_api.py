@@ -3,7 +3,8 @@
 Every route answers JSON (RFC 6749 error bodies, `Cache-Control: no-store`) through one plugin
 (`DeviceApiPlugin`): it applies the User-Agent gate where a route asks for it, turns any ApiError into
 its answer, counts data calls, and serializes what a route returns. Routes only parse input and call
-the flow.
+the flow. The token endpoint, which devices poll, is a plain WSGI application (`plain_routes`, served
+before Bottle) that answers the same way at a fraction of the cost.
 """
 
 from __future__ import annotations

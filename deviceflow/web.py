@@ -1,4 +1,5 @@
-"""The web layer: the device API and the pages, two Bottle apps on one flow, behind the WSGI middleware.
+"""The web layer: the device API and the pages, two Bottle apps on one flow (and the token endpoint as plain
+WSGI in front of them), behind the WSGI middleware.
 
 Thin on purpose: routes parse input, call the flow (deviceflow.flow) and render; errors are data
 (deviceflow.errors) that say their own status and headers. Programs (DEVICE_PREFIXES) always get JSON,
