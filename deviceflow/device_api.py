@@ -165,7 +165,7 @@ class DeviceApi:
         of DeviceApiPlugin do: the User-Agent gate first, an ApiError as its JSON, never a traceback."""
         try:
             if environ.get("REQUEST_METHOD") != "POST":
-                raise MethodNotAllowed("the token endpoint takes POST")
+                raise MethodNotAllowed()  # described as Bottle's own 405 is (deviceflow.web.framework_error)
             check_user_agent(self.config, environ.get("HTTP_USER_AGENT"))
             status, body, headers = 200, self.token_request(environ), {}
         except MethodNotAllowed as error:
@@ -181,7 +181,9 @@ class DeviceApi:
             f"{status} {HTTP_REASONS.get(status, '')}".rstrip(),
             [*device_headers(DEVICE_JSON, headers), ("Content-Length", str(len(data)))],
         )
-        return [data]
+        # No body to HEAD (as Bottle did): waitress would send it, and a keep-alive client would read it
+        # as the start of the next response.
+        return [] if environ.get("REQUEST_METHOD") == "HEAD" else [data]
 
     def token_request(self, environ) -> dict:
         """The token request: the device_code grant (RFC 8628 §3.4) or the refresh_token grant."""

@@ -467,6 +467,25 @@ def test_wrong_method_on_device_route_is_json(app):
         assert response.headers["Cache-Control"] == "no-store"
 
 
+def test_head_on_a_device_route_is_a_405_without_a_body(app):
+    """waitress sends whatever the application returns, even to HEAD: a body there is read by a
+    keep-alive client as the start of the next response. Bottle dropped it; the token endpoint must too."""
+    from webob import Request
+
+    for path in ("/device/token", "/device/code"):
+        environ = Request.blank(path, method="HEAD", headers={"User-Agent": "Dev/3.0.0"}).environ
+        environ["REMOTE_ADDR"] = "192.0.2.10"
+        answer = {}
+        body = b"".join(app.app(environ, lambda status, headers, exc_info=None: answer.update(status=status)))
+        assert answer["status"].startswith("405 ") and body == b"", (path, body)
+
+
+def test_wrong_method_at_the_token_endpoint_is_described_as_before(app):
+    """The description Bottle's 405 had (deviceflow.web.framework_error), for every device route alike."""
+    token, code = app.put("/device/token", status=405).json, app.put("/device/code", status=405).json
+    assert token == code == {"error": "invalid_request", "error_description": "invalid request"}
+
+
 def test_an_unforeseen_failure_at_the_token_endpoint_is_a_json_500_named_in_the_log(app, monkeypatch, caplog):
     def broken(client_id, device_code):
         raise RuntimeError(f"could not read {device_code}")
