@@ -40,7 +40,7 @@ from deviceflow.flow.device_code_grant import DEVICE_CODE_GRANT
 from deviceflow.flow.tokens import REFRESH_TOKEN_GRANT
 from deviceflow.forms import bearer_token, client_address, query_params, raw_path, read_form
 from deviceflow.metrics import Metrics
-from deviceflow.middleware import SUMMARIZED
+from deviceflow.middleware import SUMMARIZED, ascii_only
 from deviceflow.resources import OPENAPI
 from deviceflow.store import Store, digest
 
@@ -52,6 +52,12 @@ VIA = f"1.1 deviceflow/{__version__}"
 # Every JSON answer to a device; /data/proxy and /device/proxy too, whatever
 # upstream's Content-Type (their bodies are checked to be UTF-8 JSON).
 DEVICE_JSON = "application/json; charset=utf-8"
+
+
+def log_unexpected(method: str, route: str, error: BaseException) -> None:
+    """One ERROR line for an exception nothing foresaw: the route's template and the exception's name only
+    (a raw path, or the exception's text, may carry a code or a token)."""
+    log.error("unexpected error on %s %s: %s", ascii_only(method), route, type(error).__name__)
 
 
 def json_response(body: dict, status: int = 200, headers: dict | None = None) -> bottle.HTTPResponse:
@@ -173,7 +179,7 @@ class DeviceApi:
         except ApiError as error:
             status, body, headers = error.status, error.body(), error.headers()
         except Exception as exc:  # what Bottle's crash handler would have caught: logged by name only
-            log.error("unexpected error on POST /device/token: %s", type(exc).__name__)
+            log_unexpected("POST", TOKEN_PATH, exc)
             error = ServerError()
             status, body, headers = error.status, error.body(), {}
         data = json.dumps(body).encode()

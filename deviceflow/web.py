@@ -8,13 +8,12 @@ people always get a page, whatever goes wrong, Bottle's own errors included.
 
 from __future__ import annotations
 
-import logging
 import time
 
 import bottle
 
 from deviceflow.config import DEMO_PREFIX, Config
-from deviceflow.device_api import DeviceApi, error_response
+from deviceflow.device_api import DeviceApi, error_response, log_unexpected
 from deviceflow.errors import (
     ApiError,
     InvalidRequest,
@@ -26,12 +25,10 @@ from deviceflow.errors import (
 )
 from deviceflow.flow import DeviceFlow
 from deviceflow.metrics import Metrics
-from deviceflow.middleware import PLAIN_ROUTE, AccessLog, CleanHeaders, ClientAddress, ascii_only
+from deviceflow.middleware import PLAIN_ROUTE, AccessLog, CleanHeaders, ClientAddress
 from deviceflow.pages import Pages
 from deviceflow.passthrough import Passthrough
 from deviceflow.store import Store, open_store
-
-log = logging.getLogger("deviceflow.web")
 
 # Paths whose callers are programs: their errors are JSON, never pages.
 DEVICE_PREFIXES = ("/device/", "/data/", "/.well-known/", "/healthz")
@@ -96,13 +93,8 @@ class ProxyApp:
         """Bottle's own errors (unknown route, wrong method, crash): JSON for programs, a page for people."""
         status = error.status_code
         if error.exception is not None and not isinstance(error.exception, StoreUnavailable):
-            route = bottle.request.environ.get("bottle.route")  # the template: a raw path may carry a code
-            log.error(
-                "unexpected error on %s %s: %s",
-                ascii_only(bottle.request.method),
-                route.rule if route else "-",
-                type(error.exception).__name__,
-            )
+            route = bottle.request.environ.get("bottle.route")
+            log_unexpected(bottle.request.method, route.rule if route else "-", error.exception)
         if isinstance(error.exception, StoreUnavailable):
             status = 503
         if bottle.request.path.startswith(DEVICE_PREFIXES):
