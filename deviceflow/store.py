@@ -24,7 +24,7 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +32,9 @@ from pathlib import Path
 from deviceflow.errors import StoreUnavailable
 
 log = logging.getLogger("deviceflow.store")
+
+# (kind, key, value, ttl): a record to write.
+Record = tuple[str, str, dict, float]
 
 
 def digest(secret: str) -> str:
@@ -54,17 +57,18 @@ class Store:
         """Write (or overwrite) a record living `ttl` seconds."""
         raise NotImplementedError
 
-    def add(self, kind: str, key: str, value: dict, ttl: float) -> bool:
-        """Write only if no live record has this key; True when written."""
+    def add(self, kind: str, key: str, value: dict, ttl: float, also: Sequence[Record] = ()) -> bool:
+        """Write only if no live record has this key; True when written. `also`: (kind, key, value, ttl)
+        records written with it as `put` writes them, only when it is written (SQLite: in the same statement)."""
         raise NotImplementedError
 
     def get(self, kind: str, key: str) -> dict | None:
         """The live record, or None."""
         raise NotImplementedError
 
-    def get_many(self, kind: str, keys: list[str]) -> dict[str, dict]:
-        """The live records of a kind among `keys`, by key, read at once."""
-        return {key: value for key in keys if (value := self.get(kind, key)) is not None}
+    def get_many(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], dict]:
+        """The live records among `keys`, (kind, key) pairs, by pair, read at once."""
+        return {(kind, key): value for kind, key in keys if (value := self.get(kind, key)) is not None}
 
     def take(self, kind: str, key: str) -> dict | None:
         """Atomically read and delete the live record: one caller gets it."""
@@ -267,13 +271,16 @@ class SQLiteStore(Store):
             (kind, key, json.dumps(value), self.clock() + ttl),
         )
 
-    def add(self, kind, key, value, ttl):
+    def add(self, kind, key, value, ttl, also=()):
+        # One statement: the key's check and every write are one step of the writer, one release of the GIL.
         now = self.clock()
+        rows = [(kind, key, value, ttl), *also]
         written = self._write(
-            "INSERT INTO records VALUES (?, ?, ?, ?) ON CONFLICT (kind, key) DO UPDATE"
-            " SET value = excluded.value, expires_at = excluded.expires_at"
-            " WHERE records.expires_at <= ? RETURNING 1",
-            (kind, key, json.dumps(value), now + ttl, now),
+            f"INSERT INTO records SELECT * FROM (VALUES {', '.join(['(?, ?, ?, ?)'] * len(rows))})"
+            " WHERE NOT EXISTS (SELECT 1 FROM records WHERE kind = ? AND key = ? AND expires_at > ?)"
+            " ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at"
+            " RETURNING 1",
+            (*(field for k, kk, v, t in rows for field in (k, kk, json.dumps(v), now + t)), kind, key, now),
         )
         return bool(written)
 
@@ -294,14 +301,17 @@ class SQLiteStore(Store):
         text = self._value(kind, key)
         return json.loads(text) if text is not None else None
 
-    def get_many(self, kind, keys):
+    def get_many(self, keys):
         keys = list(keys)
+        if not keys:
+            return {}
+        # OR'd pairs: SQLite looks each up by the primary key (a row-value IN list would scan the expiry index).
         rows = self._read(
-            f"SELECT key, value FROM records WHERE kind = ? AND key IN ({', '.join('?' * len(keys))})"
+            f"SELECT kind, key, value FROM records WHERE ({' OR '.join(['(kind = ? AND key = ?)'] * len(keys))})"
             " AND expires_at > ?",
-            (kind, *keys, self.clock()),
+            (*(part for pair in keys for part in pair), self.clock()),
         )
-        return {key: json.loads(value) for key, value in rows}
+        return {(kind, key): json.loads(value) for kind, key, value in rows}
 
     def take(self, kind, key):
         rows = self._write(
@@ -456,7 +466,7 @@ class MongoStore(Store):
                 {"_id": self._id(kind, key)}, {"kind": kind, "v": value, "exp": self._at(ttl)}, upsert=True
             )
 
-    def add(self, kind, key, value, ttl):
+    def add(self, kind, key, value, ttl, also=()):
         with self._errors():
             try:
                 self.col.update_one(
@@ -466,15 +476,17 @@ class MongoStore(Store):
                 )
             except self.errors.DuplicateKeyError:
                 return False  # a live record holds the key
-            return True
+        for record in also:
+            self.put(*record)
+        return True
 
     def get(self, kind, key):
         with self._errors():
             doc = self.col.find_one({"_id": self._id(kind, key), "exp": {"$gt": self._at()}})
         return doc["v"] if doc else None
 
-    def get_many(self, kind, keys):
-        ids = {self._id(kind, key): key for key in keys}
+    def get_many(self, keys):
+        ids = {self._id(kind, key): (kind, key) for kind, key in keys}
         with self._errors():
             docs = list(self.col.find({"_id": {"$in": list(ids)}, "exp": {"$gt": self._at()}}, {"v": 1}))
         return {ids[doc["_id"]]: doc["v"] for doc in docs}

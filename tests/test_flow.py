@@ -134,6 +134,47 @@ def test_pending_polls_read_the_store_once_and_slow_down_costs_nothing(flow, clo
     assert reads == ["flow"]
 
 
+def test_the_confirmation_page_reads_the_store_once(flow, monkeypatch):
+    """The guessing counters and the user code are one read; the user code's record says what the page shows."""
+    start = flow.authorization.issue_codes("test-client", scope="consumption", user_agent="DomoticzLinky/2.1")
+    reads = []
+    for name in ("get", "get_many", "scan"):
+        method = getattr(flow.store, name)
+        monkeypatch.setattr(flow.store, name, lambda *args, _m=method, _n=name: reads.append(_n) or _m(*args))
+    pending = flow.verification.find_pending(start["user_code"], "192.0.2.1")
+    assert reads == ["get_many"]
+    assert (pending.client_id, pending.scope, pending.application) == ("test-client", "consumption", "DomoticzLinky")
+    assert pending.device_key == digest(start["device_code"])
+
+
+@pytest.mark.parametrize("outcome", ["approved", "denied"])
+def test_a_settled_flows_user_code_is_refused_as_unknown(flow, outcome):
+    start = flow.authorization.issue_codes("test-client")
+    flow.consent.settle_pending(digest(start["device_code"]), {"status": outcome})
+    with pytest.raises(PageError) as refused:
+        flow.verification.find_pending(start["user_code"], "192.0.2.1")
+    assert refused.value.reason == "unknown_code"
+    assert flow.store.get("guess", "192.0.2.1") == 1  # counted against guessing like any wrong code
+
+
+def test_a_user_code_recorded_by_the_previous_version_still_finds_its_pending_flow(flow):
+    """A flow started before an upgrade: its user code's record names only the flow."""
+    start = flow.authorization.issue_codes("test-client", scope="consumption")
+    code = start["user_code"].replace("-", "")
+    flow.store.put("user", code, {"device": digest(start["device_code"])}, 300)
+    pending = flow.verification.find_pending(start["user_code"], "192.0.2.1")
+    assert (pending.client_id, pending.scope, pending.device_key) == (
+        "test-client",
+        "consumption",
+        digest(start["device_code"]),
+    )
+    flow.store.put("user", code, {"device": digest(start["device_code"])}, 300)
+    approve(flow, start["device_code"])
+    flow.store.put("user", code, {"device": digest(start["device_code"])}, 300)  # a deletion lost in a crash
+    with pytest.raises(PageError):
+        flow.verification.find_pending(start["user_code"], "192.0.2.1")
+
+
 def test_the_view_of_pending_flows_forgets_what_is_over(flow, clock):
     starts = [flow.authorization.issue_codes("test-client") for _ in range(3)]
     for start in starts:

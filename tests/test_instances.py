@@ -124,6 +124,15 @@ def test_a_pending_answer_lags_an_approval_on_another_instance_by_at_most_a_seco
     assert poll(b, code["device_code"]).json["error"] == "invalid_grant"
 
 
+def test_a_code_approved_on_one_instance_is_refused_at_once_by_the_others_page(make_web, config):
+    a, b = make_web(config), make_web(config)
+    code = get_code(a)
+    assert "csrf" in b.get("/device", {"code": code["user_code"]}).text
+    assert consent(a, code["user_code"]).status_int == 200
+    page = b.get("/device", {"code": code["user_code"]}, status=400)
+    assert "csrf" not in page.text
+
+
 def test_an_approval_on_the_same_instance_is_seen_at_once(app, clock):
     code = get_code(app)
     assert poll(app, code["device_code"]).json["error"] == "authorization_pending"

@@ -150,7 +150,7 @@ def store_down(store, monkeypatch):
     def down(*args, **kwargs):
         raise StoreUnavailable("down")
 
-    for method in ("get", "put", "add", "take", "update_if", "incr", "delete", "count", "ping"):
+    for method in ("get", "get_many", "put", "add", "take", "update_if", "incr", "delete", "count", "scan", "ping"):
         monkeypatch.setattr(store, method, down)
 
 

@@ -45,6 +45,26 @@ def test_add_writes_only_when_no_live_record(any_store, clock):
     assert any_store.get("user", "ABCD") == {"d": 3}
 
 
+def test_add_writes_the_records_that_go_with_it_only_when_it_writes(any_store, clock):
+    any_store.put("flow", "old", {"n": 0}, 60)
+    assert any_store.add(
+        "user", "ABCD", {"d": 1}, 10, also=[("flow", "f1", {"n": 1}, 60), ("flow", "old", {"n": 9}, 60)]
+    )
+    assert any_store.add("user", "ABCD", {"d": 2}, 10, also=[("flow", "f2", {"n": 2}, 60)]) is False
+    assert any_store.get("flow", "f2") is None  # the code was taken: its flow is not written
+    assert any_store.get("flow", "f1") == {"n": 1}
+    assert any_store.get("flow", "old") == {"n": 9}  # written over, as put writes
+    clock.advance(11)
+    assert any_store.add("user", "ABCD", {"d": 3}, 10, also=[("flow", "f3", {"n": 3}, 60)])
+    assert any_store.get_many([("user", "ABCD"), ("flow", "f3")]) == {
+        ("user", "ABCD"): {"d": 3},
+        ("flow", "f3"): {"n": 3},
+    }
+    clock.advance(50)
+    assert any_store.get("flow", "f3") == {"n": 3}  # each record keeps its own lifetime
+    assert any_store.get("user", "ABCD") is None
+
+
 def test_take_gives_the_record_once(any_store):
     any_store.put("state", "s", {"device": "x"}, 60)
     assert any_store.take("state", "s") == {"device": "x"}
@@ -111,8 +131,9 @@ def test_get_many_gives_the_live_records_among_the_keys(any_store, clock):
     any_store.put("guess", "b", {"n": 2}, 5)
     any_store.put("other", "c", {"n": 3}, 60)
     clock.advance(10)
-    assert any_store.get_many("guess", ["a", "b", "c", "missing"]) == {"a": {"n": 1}}
-    assert any_store.get_many("guess", []) == {}
+    wanted = [("guess", "a"), ("guess", "b"), ("guess", "c"), ("other", "c"), ("other", "a"), ("guess", "missing")]
+    assert any_store.get_many(wanted) == {("guess", "a"): {"n": 1}, ("other", "c"): {"n": 3}}
+    assert any_store.get_many([]) == {}
 
 
 def test_writes_in_a_batch_are_all_kept_and_keep_their_own_meaning(any_store):
@@ -124,10 +145,10 @@ def test_writes_in_a_batch_are_all_kept_and_keep_their_own_meaning(any_store):
         assert any_store.add("flow", "free", {"n": 2}, 60) is True
         with any_store.batch():  # a batch within a batch is part of it
             any_store.put("flow", "inner", {"n": 3}, 60)
-    assert any_store.get_many("flow", ["taken", "free", "inner"]) == {
-        "taken": {"n": 0},
-        "free": {"n": 2},
-        "inner": {"n": 3},
+    assert any_store.get_many([("flow", "taken"), ("flow", "free"), ("flow", "inner")]) == {
+        ("flow", "taken"): {"n": 0},
+        ("flow", "free"): {"n": 2},
+        ("flow", "inner"): {"n": 3},
     }
     assert any_store.incr("count", "k", 60) == 3
 

@@ -40,6 +40,7 @@ from deviceflow.flow.records import (
     SETTLED,
     STATE,
     STATE_RETURNS,
+    USER_CODE,
     FlowRecord,
     StateRecord,
     sealed_for,
@@ -124,9 +125,8 @@ class Consent:
             "duration": self.config.duration,
             "redirect_uri": self.config.redirect_uri,
         }
-        flow = self.store.get(FLOW, pending.device_key) or {}
-        if flow.get("scope"):
-            params["scope"] = flow["scope"]
+        if pending.scope:
+            params["scope"] = pending.scope
         record: StateRecord = {
             "device": pending.device_key,
             "browser": digest(browser_id),
@@ -205,6 +205,7 @@ class Consent:
             self.pending.forget(device_key)  # this instance's next poll reads the settled flow
         if before is None:
             raise PageError("unknown_code")
+        self.store.delete(USER_CODE, before["user_code"])  # the confirmation page shows only pending flows
         if before.get("lent") and not changes.get("sealed_code"):
             self.store.delete(LENT_SECRET, device_key)  # refused, failed or minted by the proxy: its use is over
         return {**before, **changes}

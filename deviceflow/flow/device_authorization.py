@@ -22,9 +22,10 @@ from deviceflow.flow.records import (
     PENDING,
     USER_CODE,
     FlowRecord,
+    UserCodeRecord,
     sealed_for,
 )
-from deviceflow.store import Store, digest
+from deviceflow.store import Record, Store, digest
 
 # No vowels (no words), no look-alikes (0/O, 1/I): RFC 8628 §6.1.
 USER_CODE_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"
@@ -85,35 +86,42 @@ class DeviceAuthorization:
         device_code = secrets.token_urlsafe(32)
         device_key = digest(device_code)
         lifetime = self.config.code_lifetime
-        with self.store.batch():  # the request's writes in one commit
-            if address is not None:
-                self._check_code_budget(address)  # first: a refused request costs one write, nothing more
-            for _ in range(USER_CODE_DRAWS):
-                user_code = draw_user_code()
-                if self.store.add(USER_CODE, user_code, {"device": device_key}, lifetime):
-                    break
-            else:
-                raise TemporarilyUnavailable("no free user code, try again later")
-            record: FlowRecord = {
-                "status": PENDING,
-                "user_code": user_code,
-                "client_id": client_id,
-                "scope": scope or "",
-                "application": application_name(user_agent),
-                "code_expires": self.clock() + lifetime,
-            }
-            if self.config.device_mode:
-                # Upstream's tokens will be sealed to it: the store never holds a key that opens them.
-                record["public_key"] = sealing.public_key_for(device_code)
-                if client_secret and not self.config.client_secret:
-                    # No configured secret: the device lends its own, sealed in a record of its own that
-                    # expires with the code (the flow's is remembered a day longer).
-                    record["lent"] = True
-                    sealed = sealing.seal_to(
-                        record["public_key"], client_secret.encode(), sealed_for(LENT_SECRET_PURPOSE, device_key)
-                    )
-                    self.store.put(LENT_SECRET, device_key, {"sealed": sealed}, lifetime + LENT_SECRET_GRACE)
-            self.store.put(FLOW, device_key, record, lifetime + EXPIRED_MEMORY)
+        if address is not None:
+            self._check_code_budget(address)  # first: a refused request costs one write, nothing more
+        record: FlowRecord = {
+            "status": PENDING,
+            "client_id": client_id,
+            "scope": scope or "",
+            "application": application_name(user_agent),
+            "code_expires": self.clock() + lifetime,
+        }
+        # The user code's record carries what the confirmation page shows: the page reads it alone.
+        link: UserCodeRecord = {
+            "device": device_key,
+            "client_id": client_id,
+            "scope": record["scope"],
+            "application": record["application"],
+        }
+        also: list[Record] = []
+        if self.config.device_mode:
+            # Upstream's tokens will be sealed to it: the store never holds a key that opens them.
+            record["public_key"] = sealing.public_key_for(device_code)
+            if client_secret and not self.config.client_secret:
+                # No configured secret: the device lends its own, sealed in a record of its own that
+                # expires with the code (the flow's is remembered a day longer).
+                record["lent"] = True
+                sealed = sealing.seal_to(
+                    record["public_key"], client_secret.encode(), sealed_for(LENT_SECRET_PURPOSE, device_key)
+                )
+                also.append((LENT_SECRET, device_key, {"sealed": sealed}, lifetime + LENT_SECRET_GRACE))
+        for _ in range(USER_CODE_DRAWS):
+            user_code = draw_user_code()
+            # The flow is written with its user code, in one write, only when the code is free.
+            flow = (FLOW, device_key, {**record, "user_code": user_code}, lifetime + EXPIRED_MEMORY)
+            if self.store.add(USER_CODE, user_code, link, lifetime, also=[flow, *also]):
+                break
+        else:
+            raise TemporarilyUnavailable("no free user code, try again later")
         base = self.config.base_url
         return {
             "device_code": device_code,

@@ -58,8 +58,14 @@ class FlowRecord(TypedDict, total=False):
     client_secret: str | None  # read by the code exchange when no CLIENT_SECRET is set; cleared once it is done
 
 
-class UserCodeRecord(TypedDict):
+class UserCodeRecord(TypedDict, total=False):
+    """A live user code, until its flow is approved or denied (then deleted) or expires: what the
+    confirmation page shows, so that the page reads this record alone."""
+
     device: str  # the flow's key
+    client_id: str
+    scope: str
+    application: str
 
 
 class LentSecretRecord(TypedDict):

@@ -27,6 +27,7 @@ from deviceflow.flow.records import (
     SERVER_KEY,
     SERVER_META,
     USER_CODE,
+    UserCodeRecord,
 )
 from deviceflow.store import Store
 
@@ -59,6 +60,7 @@ class PendingFlow:
     client_id: str
     application: str
     device_key: str
+    scope: str = ""
 
 
 class Verification:
@@ -71,17 +73,13 @@ class Verification:
         self._key: bytes | None = None
         self._key_read_at = 0.0
 
-    def check_guess_budget(self, address: str) -> None:
+    def _check_guess_budget(self, found: dict, network: str, site: str) -> None:
         """Past the failed-entry limits the person is told to wait (429): their network's own
         limit, or the server-wide one when their site has failed too."""
-        network = network_of(address)
-        failed = self.store.get_many(FAILED_GUESSES, [network, ALL_NETWORKS])
-        if failed.get(network, 0) >= GUESSES_PER_ADDRESS:
+        if found.get((FAILED_GUESSES, network), 0) >= GUESSES_PER_ADDRESS:
             raise PageError("too_many_attempts", 429, GUESSES_PER_ADDRESS_WINDOW)
-        overall = failed.get(ALL_NETWORKS, 0)
-        if overall >= GUESSES_CEILING or (
-            overall >= GUESSES_GLOBAL and self.store.get(FAILED_SITES, network_of(address, IPV6_SITE))
-        ):
+        overall = found.get((FAILED_GUESSES, ALL_NETWORKS), 0)
+        if overall >= GUESSES_CEILING or (overall >= GUESSES_GLOBAL and (FAILED_SITES, site) in found):
             raise PageError("too_many_attempts", 429, GUESSES_GLOBAL_WINDOW)
 
     def _count_failed_guess(self, address: str) -> None:
@@ -103,14 +101,29 @@ class Verification:
 
     def find_pending(self, typed_code: str, address: str) -> PendingFlow:
         """The pending flow behind a typed user code, counting failures against guessing."""
-        self.check_guess_budget(address)
+        network, site = network_of(address), network_of(address, IPV6_SITE)
         code = normalize_user_code(typed_code)
-        link = self.store.get(USER_CODE, code) if code else None
-        record = self.store.get(FLOW, link["device"]) if link else None
-        if record is None or record["status"] != PENDING or record["code_expires"] <= self.clock():
+        wanted = [(FAILED_GUESSES, network), (FAILED_GUESSES, ALL_NETWORKS), (FAILED_SITES, site)]
+        found = self.store.get_many([*wanted, (USER_CODE, code)] if code else wanted)  # one read of the store
+        self._check_guess_budget(found, network, site)
+        link = found.get((USER_CODE, code))
+        pending = self._pending_flow(code, link) if link else None
+        if pending is None:
             self._count_failed_guess(address)
             raise PageError("unknown_code")
-        return PendingFlow(code, record["client_id"], record.get("application", ""), link["device"])
+        return pending
+
+    def _pending_flow(self, code: str, link: UserCodeRecord) -> PendingFlow | None:
+        # A user code's record lives while its flow is pending (settling the flow deletes it).
+        if "client_id" in link:
+            return PendingFlow(code, link["client_id"], link.get("application", ""), link["device"], link["scope"])
+        # A record written by a version whose user codes named only their flow: the flow tells.
+        record = self.store.get(FLOW, link["device"])
+        if record is None or record["status"] != PENDING or record["code_expires"] <= self.clock():
+            return None
+        return PendingFlow(
+            code, record["client_id"], record.get("application", ""), link["device"], record.get("scope", "")
+        )
 
     def csrf_token(self, browser_id: str, user_code: str) -> str:
         return hmac.new(self._server_key(), f"{browser_id}|{user_code}".encode(), hashlib.sha256).hexdigest()
