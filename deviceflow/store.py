@@ -232,9 +232,10 @@ class SQLiteStore(Store):
             self._failed()
             raise StoreUnavailable("the store is not available") from exc
 
-    def _write(self, sql: str, args=()) -> list:
+    def _write(self, sql: str, args=(), changes: bool = False):
         """One statement that writes, on the shared writer connection, run to
-        its end (and so committed, unless a batch is open) before the next one starts; its rows."""
+        its end (and so committed, unless a batch is open) before the next one starts; its rows,
+        or with `changes` the number of records it wrote (a statement without RETURNING runs in one step)."""
         with self._writing, self._errors(shared=True):
             if self._writer is None:
                 self._writer = self._connect()
@@ -243,7 +244,8 @@ class SQLiteStore(Store):
                 # left open, its transaction would take every later write and hold the database's write lock.
                 log.warning("a batch was left open: committed")
                 self._writer.execute("COMMIT")
-            return self._writer.execute(sql, args).fetchall()
+            cursor = self._writer.execute(sql, args)
+            return cursor.rowcount if changes else cursor.fetchall()
 
     @contextmanager
     def batch(self):
@@ -272,17 +274,18 @@ class SQLiteStore(Store):
         )
 
     def add(self, kind, key, value, ttl, also=()):
-        # One statement: the key's check and every write are one step of the writer, one release of the GIL.
+        # One statement without RETURNING: the key's check and every write are one step of SQLite, and each
+        # step releases the GIL (a returned row is a step of its own).
         now = self.clock()
         rows = [(kind, key, value, ttl), *also]
         written = self._write(
             f"INSERT INTO records SELECT * FROM (VALUES {', '.join(['(?, ?, ?, ?)'] * len(rows))})"
             " WHERE NOT EXISTS (SELECT 1 FROM records WHERE kind = ? AND key = ? AND expires_at > ?)"
-            " ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at"
-            " RETURNING 1",
+            " ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",
             (*(field for k, kk, v, t in rows for field in (k, kk, json.dumps(v), now + t)), kind, key, now),
+            changes=True,
         )
-        return bool(written)
+        return written > 0
 
     def _read(self, sql: str, args=()) -> list:
         """Every row of a query on the thread's own connection. All of them:
@@ -305,13 +308,16 @@ class SQLiteStore(Store):
         keys = list(keys)
         if not keys:
             return {}
-        # OR'd pairs: SQLite looks each up by the primary key (a row-value IN list would scan the expiry index).
-        rows = self._read(
-            f"SELECT kind, key, value FROM records WHERE ({' OR '.join(['(kind = ? AND key = ?)'] * len(keys))})"
-            " AND expires_at > ?",
-            (*(part for pair in keys for part in pair), self.clock()),
+        # One row whatever the number of records: SQLite releases the GIL at every row it steps to.
+        now = self.clock()
+        lookups = " UNION ALL ".join(
+            ["SELECT kind, key, value FROM records WHERE kind = ? AND key = ? AND expires_at > ?"] * len(keys)
         )
-        return {(kind, key): json.loads(value) for kind, key, value in rows}
+        ((found,),) = self._read(
+            f"SELECT json_group_array(json_array(kind, key, json(value))) FROM ({lookups})",
+            [part for kind, key in keys for part in (kind, key, now)],
+        )
+        return {(kind, key): value for kind, key, value in json.loads(found)}
 
     def take(self, kind, key):
         rows = self._write(
@@ -336,8 +342,9 @@ class SQLiteStore(Store):
             now = self.clock()
             if self._write(
                 "UPDATE records SET value = ?, expires_at = CASE WHEN ? THEN ? ELSE expires_at END"
-                " WHERE kind = ? AND key = ? AND value = ? AND expires_at > ? RETURNING 1",
+                " WHERE kind = ? AND key = ? AND value = ? AND expires_at > ?",
                 (json.dumps({**before, **changes}), ttl is not None, now + (ttl or 0), kind, key, text, now),
+                changes=True,
             ):
                 return before
             # else another writer changed the record in between: look again
@@ -378,12 +385,11 @@ class SQLiteStore(Store):
         # batch at most, not for the whole backlog of a server that never purged.
         now, purged = self.clock(), 0
         while True:
-            gone = len(
-                self._write(
-                    "DELETE FROM records WHERE (kind, key) IN (SELECT kind, key FROM records"
-                    " WHERE expires_at <= ? LIMIT ?) RETURNING 1",
-                    (now, batch),
-                )
+            gone = self._write(
+                "DELETE FROM records WHERE (kind, key) IN"
+                " (SELECT kind, key FROM records WHERE expires_at <= ? LIMIT ?)",
+                (now, batch),
+                changes=True,
             )
             purged += gone
             if gone < batch:
