@@ -8,11 +8,11 @@ sent with a strict Content-Security-Policy and never cached. Bottle's `redirect(
 from __future__ import annotations
 
 import functools
-import secrets
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import bottle
 
+from deviceflow import randomness
 from deviceflow.config import Config
 from deviceflow.errors import InvalidRequest, PageError, StoreUnavailable
 from deviceflow.flow import DeviceFlow
@@ -148,7 +148,7 @@ class Pages:
     def browser_id(self, create: bool = False) -> str:
         value = bottle.request.get_cookie(BROWSER_COOKIE) or ""
         if (not value or len(value) > 64) and create:
-            value = secrets.token_urlsafe(24)
+            value = randomness.token_urlsafe(24)
             self.set_cookie(BROWSER_COOKIE, value, max_age=86400)
         return value
 

@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-import os
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from deviceflow import randomness
 
 # HKDF info strings: each derived key serves one purpose only.
 DEVICE_CODE_KEY_INFO = b"deviceflow/v1 x25519 key of a device_code"
@@ -54,7 +55,7 @@ def seal_to(public_key: str, data: bytes, aad: bytes) -> str:
     ephemeral = X25519PrivateKey.generate()
     sender = ephemeral.public_key().public_bytes_raw()
     key = _box_key(ephemeral.exchange(X25519PublicKey.from_public_bytes(recipient)), sender, recipient)
-    nonce = os.urandom(NONCE_SIZE)
+    nonce = randomness.token_bytes(NONCE_SIZE)
     return _text(sender + nonce + AESGCM(key).encrypt(nonce, data, aad))
 
 
@@ -73,7 +74,7 @@ def open_with(device_code: str, sealed: str, aad: bytes) -> bytes:
 
 def encrypt(secret: str, data: bytes) -> str:
     """`data` encrypted under a key derived from `secret`: base64 text."""
-    nonce = os.urandom(NONCE_SIZE)
+    nonce = randomness.token_bytes(NONCE_SIZE)
     return _text(nonce + AESGCM(_secret_key(secret)).encrypt(nonce, data, None))
 
 

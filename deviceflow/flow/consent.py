@@ -18,11 +18,10 @@ import hmac
 import json
 import logging
 import re
-import secrets
 import time
 from urllib.parse import urlencode
 
-from deviceflow import sealing
+from deviceflow import randomness, sealing
 from deviceflow.config import Config
 from deviceflow.errors import PageError, StaleConsent, UpstreamError
 from deviceflow.flow.clients import network_of
@@ -116,7 +115,7 @@ class Consent:
             state_suffix.endswith(CLIENT_CREDENTIALS_SUFFIX) and self.config.client_secret
         ):
             mode = MODE_DEVICE
-        state = secrets.token_urlsafe(24) + state_suffix
+        state = randomness.token_urlsafe(24) + state_suffix
         client_id = self.config.client_id or pending.client_id
         params = {
             "client_id": client_id,
@@ -136,7 +135,7 @@ class Consent:
             "autorisation_id": None,
         }
         if self.config.pkce and mode == MODE_DEVICE:
-            verifier = secrets.token_urlsafe(48)
+            verifier = randomness.token_urlsafe(48)
             record["verifier"] = verifier
             challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=")
             params.update(code_challenge=challenge.decode(), code_challenge_method="S256")

@@ -7,10 +7,9 @@ stored, only its digest; every request that would create a flow counts against i
 from __future__ import annotations
 
 import re
-import secrets
 import time
 
-from deviceflow import sealing
+from deviceflow import randomness, sealing
 from deviceflow.config import Config
 from deviceflow.errors import TemporarilyUnavailable, TooManyRequests
 from deviceflow.flow.clients import application_name, check_client, network_of
@@ -50,9 +49,9 @@ def format_user_code(code: str) -> str:
     return f"{code[:4]}-{code[4:]}"
 
 
-def draw_user_code(random_bytes=secrets.token_bytes) -> str:
-    """A user code, each letter drawn uniformly from the alphabet, from one read of the system's randomness
-    (a read per letter, as `secrets.choice` does, is a system call each)."""
+def draw_user_code(random_bytes=randomness.token_bytes) -> str:
+    """A user code, each letter drawn uniformly from the alphabet, from one draw of random bytes (a draw per
+    letter, as `secrets.choice` does, would cost a lock or a system call each)."""
     fair = 256 - 256 % len(USER_CODE_ALPHABET)  # bytes from here on would favour the first letters
     code = ""
     while len(code) < USER_CODE_LENGTH:
@@ -83,7 +82,7 @@ class DeviceAuthorization:
         """A new flow for a known client, as the device authorization response; when `address` is given,
         it counts against that address's device-code budget (only requests that would create a flow count)."""
         client_id = check_client(self.config, client_id)
-        device_code = secrets.token_urlsafe(32)
+        device_code = randomness.token_urlsafe(32)
         device_key = digest(device_code)
         lifetime = self.config.code_lifetime
         if address is not None:

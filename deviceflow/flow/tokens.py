@@ -8,9 +8,9 @@ chain ends them all. A refresh token rotates: the previous one keeps working unt
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 
+from deviceflow import randomness
 from deviceflow.config import ACCESS_TOKEN_LIFETIME, Config
 from deviceflow.errors import InvalidGrant, InvalidRequest, InvalidToken
 from deviceflow.flow.clients import check_client
@@ -53,10 +53,10 @@ class Tokens:
         """A new access and refresh token for `usage_points`, as the token response. Without `chain`, the
         start of a new chain (a new consent, lasting the configured duration)."""
         now = self.clock()
-        chain = chain or secrets.token_hex(16)
+        chain = chain or randomness.token_hex(16)
         consent_expires = consent_expires or now + self.config.duration_seconds
         refresh_ttl = max(1.0, consent_expires - now)
-        access_token, refresh_token = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+        access_token, refresh_token = randomness.token_urlsafe(32), randomness.token_urlsafe(32)
         common: AccessTokenRecord = {
             "usage_points": usage_points,
             "client_id": client_id,

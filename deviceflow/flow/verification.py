@@ -10,10 +10,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import secrets
 import time
 from dataclasses import dataclass
 
+from deviceflow import randomness
 from deviceflow.config import Config
 from deviceflow.errors import PageError
 from deviceflow.flow.clients import IPV6_SITE, network_of
@@ -143,7 +143,7 @@ class Verification:
         if self._key is None or now - self._key_read_at >= SERVER_KEY_REREAD:
             key = self.store.get(SERVER_META, SERVER_KEY)
             if key is None:
-                self.store.add(SERVER_META, SERVER_KEY, {"key": secrets.token_hex(32)}, SERVER_KEY_LIFETIME)
+                self.store.add(SERVER_META, SERVER_KEY, {"key": randomness.token_hex(32)}, SERVER_KEY_LIFETIME)
                 key = self.store.get(SERVER_META, SERVER_KEY)
             self._key, self._key_read_at = bytes.fromhex(key["key"]), now
         return self._key
