@@ -7,9 +7,11 @@ Exit codes: 0 done, 1 failed (store or source unreachable, nothing to revoke),
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import logging
 import os
+import signal
 import sys
 import threading
 import time
@@ -131,7 +133,34 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def setup_logging(level: str) -> None:
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    """Log lines to standard error, those below WARNING in batches (deviceflow.logwriter). Every command
+    logs this way: the operator's tools log at WARNING, so their lines are written at once all the same."""
+    from deviceflow.logwriter import BatchedStreamHandler
+
+    if logging.getLogger().handlers:
+        return  # configured already (as basicConfig leaves it: a test's capture, an embedding program)
+    logging.basicConfig(
+        level=level,
+        handlers=[BatchedStreamHandler(sys.stderr)],
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@contextlib.contextmanager
+def exit_on_sigterm():
+    """Within it, SIGTERM (docker stop, systemd, a test's terminate()) ends the server as Ctrl-C does:
+    waitress's loop returns, the requests under way finish, and the process exits normally with status 0,
+    writing the log lines still waiting. Python's own SIGTERM ends the process on the spot, losing them."""
+
+    def stop(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends it on the spot
+        raise SystemExit(0)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def load_config(args) -> configuration.Config:
@@ -199,25 +228,27 @@ def purge_hourly(store, every: float = PURGE_EVERY, stop: threading.Event | None
 
 
 def serve(args) -> int:
-    setup_logging("INFO")
-    config = load_config(args)
-    logging.getLogger().setLevel(config.log_level)
-    app = build_app(config)
-    purge_hourly(app.store)
-    # A demo answers this machine only, unless told otherwise.
-    host = args.host or ("127.0.0.1" if config.demo else "0.0.0.0")
-    log.info(
-        "deviceflow %s on http://%s:%d (public URL %s, store %s%s)",
-        __version__,
-        host,
-        args.port,
-        config.base_url,
-        "throwaway" if config.demo else config.db_type,
-        ", DEMO: simulated Enedis" if config.demo else "",
-    )
-    for warning in configuration.startup_warnings(config):
-        log.warning("%s", warning)
-    serve_wsgi(app, host, args.port, config.threads, config.connection_limit, config.request_timeout)
+    with exit_on_sigterm():
+        setup_logging("INFO")
+        config = load_config(args)
+        logging.getLogger().setLevel(config.log_level)
+        app = build_app(config)
+        purge_hourly(app.store)
+        # A demo answers this machine only, unless told otherwise.
+        host = args.host or ("127.0.0.1" if config.demo else "0.0.0.0")
+        log.info(
+            "deviceflow %s on http://%s:%d (public URL %s, store %s%s)",
+            __version__,
+            host,
+            args.port,
+            config.base_url,
+            "throwaway" if config.demo else config.db_type,
+            ", DEMO: simulated Enedis" if config.demo else "",
+        )
+        for warning in configuration.startup_warnings(config):
+            log.warning("%s", warning)
+        serve_wsgi(app, host, args.port, config.threads, config.connection_limit, config.request_timeout)
+    log.info("deviceflow stopped")
     return 0
 
 

@@ -17,6 +17,15 @@ def control_headers(base):
     return {"Authorization": f"Bearer {CONTROL_TOKENS[base]}"}
 
 
+def stopped_log(process, path=None) -> str:
+    """Everything a server process logged (its `log`, or `path`), read once it has stopped: lines below
+    WARNING wait up to 0.1 s before they are written, and SIGTERM has the server write them all as it
+    exits, so a line missing then was never logged."""
+    process.terminate()
+    assert process.wait(10) == 0, "the server did not exit normally on SIGTERM"
+    return Path(path or process.log).read_text()
+
+
 def at_once(calls, timeout=60):
     """Runs every call on its own thread, all released at the same moment; their results."""
     barrier, results = threading.Barrier(len(calls)), []

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from helpers import DEVICE_GRANT
+from helpers import DEVICE_GRANT, stopped_log
 from test_slow_clients import SLOW_CLIENTS, Trickle, timed
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "docs" / "nginx-deviceflow.conf"
@@ -165,6 +165,6 @@ def test_the_example_nginx_keeps_slow_clients_away_from_deviceflow(nginx_in_fron
         assert trickle.closed_within(HEADER_TIMEOUT + 5) == SLOW_CLIENTS
     finally:
         trickle.close()
-    log = live_server.processes[0].log.read_text()
+    log = stopped_log(live_server.processes[0])
     # The polls reached deviceflow (their answer says so; pending polls are summarized in its access log).
     assert "not complete within" not in log and "GET /healthz 200" in log

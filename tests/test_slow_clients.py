@@ -6,7 +6,7 @@ import threading
 import time
 
 import requests
-from helpers import DEVICE_GRANT
+from helpers import DEVICE_GRANT, stopped_log
 from test_e2e import device_post
 
 SLOW_CLIENTS = 200
@@ -90,7 +90,7 @@ def test_slow_clients_do_not_lock_others_out_and_lose_their_slot(live_server):
         assert trickle.closed_within(REQUEST_TIMEOUT + 5) == SLOW_CLIENTS
     finally:
         trickle.close()
-    log = live_server.processes[-1].log.read_text()
+    log = stopped_log(live_server.processes[-1])
     assert "not complete within 3 s (REQUEST_TIMEOUT)" in log
     assert "(CONNECTION_LIMIT)" in log and "(REQUEST_TIMEOUT)" in log  # the limits are named at start-up
 
