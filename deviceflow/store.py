@@ -33,6 +33,8 @@ from deviceflow.errors import StoreUnavailable
 
 log = logging.getLogger("deviceflow.store")
 
+# Pairs read by one statement of get_many: SQLite takes at most 500 SELECTs joined by UNION ALL.
+GET_MANY_CHUNK = 250
 # (kind, key, value, ttl): a record to write.
 Record = tuple[str, str, dict, float]
 
@@ -309,15 +311,18 @@ class SQLiteStore(Store):
         if not keys:
             return {}
         # One row whatever the number of records: SQLite releases the GIL at every row it steps to.
-        now = self.clock()
-        lookups = " UNION ALL ".join(
-            ["SELECT kind, key, value FROM records WHERE kind = ? AND key = ? AND expires_at > ?"] * len(keys)
-        )
-        ((found,),) = self._read(
-            f"SELECT json_group_array(json_array(kind, key, json(value))) FROM ({lookups})",
-            [part for kind, key in keys for part in (kind, key, now)],
-        )
-        return {(kind, key): value for kind, key, value in json.loads(found)}
+        now, records = self.clock(), {}
+        for start in range(0, len(keys), GET_MANY_CHUNK):
+            chunk = keys[start : start + GET_MANY_CHUNK]
+            lookups = " UNION ALL ".join(
+                ["SELECT kind, key, value FROM records WHERE kind = ? AND key = ? AND expires_at > ?"] * len(chunk)
+            )
+            ((found,),) = self._read(
+                f"SELECT json_group_array(json_array(kind, key, json(value))) FROM ({lookups})",
+                [part for kind, key in chunk for part in (kind, key, now)],
+            )
+            records.update(((kind, key), value) for kind, key, value in json.loads(found))
+        return records
 
     def take(self, kind, key):
         rows = self._write(
@@ -340,11 +345,14 @@ class SQLiteStore(Store):
             if not _matches(before, expect):
                 return None
             now = self.clock()
-            if self._write(
-                "UPDATE records SET value = ?, expires_at = CASE WHEN ? THEN ? ELSE expires_at END"
-                " WHERE kind = ? AND key = ? AND value = ? AND expires_at > ?",
-                (json.dumps({**before, **changes}), ttl is not None, now + (ttl or 0), kind, key, text, now),
-                changes=True,
+            if (
+                self._write(
+                    "UPDATE records SET value = ?, expires_at = CASE WHEN ? THEN ? ELSE expires_at END"
+                    " WHERE kind = ? AND key = ? AND value = ? AND expires_at > ?",
+                    (json.dumps({**before, **changes}), ttl is not None, now + (ttl or 0), kind, key, text, now),
+                    changes=True,
+                )
+                > 0
             ):
                 return before
             # else another writer changed the record in between: look again

@@ -23,7 +23,7 @@ from urllib.parse import urlencode
 
 from deviceflow import randomness, sealing
 from deviceflow.config import Config
-from deviceflow.errors import PageError, StaleConsent, UpstreamError
+from deviceflow.errors import PageError, StaleConsent, StoreUnavailable, UpstreamError
 from deviceflow.flow.clients import network_of
 from deviceflow.flow.device_code_grant import SETTLED_MEMORY, PendingView
 from deviceflow.flow.records import (
@@ -124,6 +124,11 @@ class Consent:
             "duration": self.config.duration,
             "redirect_uri": self.config.redirect_uri,
         }
+        # The page showed the flow from its user code's record alone; the button press checks the flow itself,
+        # which may be settled behind a record whose deletion failed.
+        flow = self.store.get(FLOW, pending.device_key)
+        if flow is None or flow["status"] != PENDING or flow["code_expires"] <= self.clock():
+            raise PageError("unknown_code")
         if pending.scope:
             params["scope"] = pending.scope
         record: StateRecord = {
@@ -204,10 +209,19 @@ class Consent:
             self.pending.forget(device_key)  # this instance's next poll reads the settled flow
         if before is None:
             raise PageError("unknown_code")
-        self.store.delete(USER_CODE, before["user_code"])  # the confirmation page shows only pending flows
         if before.get("lent") and not changes.get("sealed_code"):
             self.store.delete(LENT_SECRET, device_key)  # refused, failed or minted by the proxy: its use is over
+        self._end_user_code(before["user_code"], device_key)
         return {**before, **changes}
+
+    def _end_user_code(self, user_code: str, device_key: str) -> None:
+        """The confirmation page shows a flow while its user code's record lives: end the record, if it is still
+        this flow's (expired, the code may have been drawn again for another). A failure leaves the page showing a
+        form that the button press refuses (consent_url reads the flow): the settlement itself stands."""
+        try:
+            self.store.update_if(USER_CODE, user_code, {"device": device_key}, {}, ttl=0)  # expires now
+        except StoreUnavailable:
+            log.warning("a settled flow's user code could not be ended: its page shows until the code expires")
 
     def _take_state(self, state: str) -> None:
         """Take the state: what makes completion single-use. None means

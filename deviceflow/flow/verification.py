@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from deviceflow import randomness
@@ -50,6 +52,9 @@ SERVER_KEY_LIFETIME = 10 * 365 * 86400
 # The CSRF key is read again this often (seconds): a key the store lost and an instance wrote anew is
 # everybody's within this time, rather than never for an instance that had read the old one.
 SERVER_KEY_REREAD = 60
+# A network's second code while its first is being checked (two at once from one network: a guesser, or two
+# people behind one address at the same instant) is told to retry after this many seconds.
+CHECK_RETRY_AFTER = 1
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,8 @@ class Verification:
         self.clock = clock
         self._key: bytes | None = None
         self._key_read_at = 0.0
+        self._checks: set[str] = set()  # networks whose code is being checked
+        self._checks_lock = threading.Lock()
 
     def _check_guess_budget(self, found: dict, network: str, site: str) -> None:
         """Past the failed-entry limits the person is told to wait (429): their network's own
@@ -101,7 +108,26 @@ class Verification:
 
     def find_pending(self, typed_code: str, address: str) -> PendingFlow:
         """The pending flow behind a typed user code, counting failures against guessing."""
-        network, site = network_of(address), network_of(address, IPV6_SITE)
+        network = network_of(address)
+        with self._checking(network):
+            return self._find_pending(typed_code, address, network)
+
+    @contextmanager
+    def _checking(self, network: str):
+        """One code at a time per network in this instance: a check reads the failed entries before it counts
+        its own, so checks running together would all be judged against the same count."""
+        with self._checks_lock:
+            if network in self._checks:
+                raise PageError("too_many_attempts", 429, CHECK_RETRY_AFTER)
+            self._checks.add(network)
+        try:
+            yield
+        finally:
+            with self._checks_lock:
+                self._checks.discard(network)
+
+    def _find_pending(self, typed_code: str, address: str, network: str) -> PendingFlow:
+        site = network_of(address, IPV6_SITE)
         code = normalize_user_code(typed_code)
         wanted = [(FAILED_GUESSES, network), (FAILED_GUESSES, ALL_NETWORKS), (FAILED_SITES, site)]
         found = self.store.get_many([*wanted, (USER_CODE, code)] if code else wanted)  # one read of the store
