@@ -408,17 +408,21 @@ def poll_lines(codes) -> list[str]:
     ]
 
 
+def client_address(i: int) -> str:
+    """The i-th client address of RFC 2544's benchmarking range."""
+    return f"198.18.{i // 250 % 250}.{i % 250 + 1}"
+
+
 def code_lines(count: int) -> list[str]:
     # One client address per request (RFC 2544's benchmarking range), as behind a reverse proxy:
     # a per-address limit on /device/code must not be what is measured.
-    return [
-        f"POST\t/device/code\tclient_id={CLIENT_ID}\tX-Forwarded-For: 198.18.{i // 250 % 250}.{i % 250 + 1}"
-        for i in range(count)
-    ]
+    return [f"POST\t/device/code\tclient_id={CLIENT_ID}\tX-Forwarded-For: {client_address(i)}" for i in range(count)]
 
 
 def page_lines(codes) -> list[str]:
-    return [f"GET\t/device?code={user}\t" for _, user in codes]
+    # One client address per request, as for /device/code: the page checks one code at a time per network,
+    # and a person's network is not what is measured.
+    return [f"GET\t/device?code={user}\tX-Forwarded-For: {client_address(i)}" for i, (_, user) in enumerate(codes)]
 
 
 def data_query() -> str:
