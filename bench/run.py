@@ -422,7 +422,7 @@ def code_lines(count: int) -> list[str]:
 def page_lines(codes) -> list[str]:
     # One client address per request, as for /device/code: the page checks one code at a time per network,
     # and a person's network is not what is measured.
-    return [f"GET\t/device?code={user}\tX-Forwarded-For: {client_address(i)}" for i, (_, user) in enumerate(codes)]
+    return [f"GET\t/device?code={user}\t\tX-Forwarded-For: {client_address(i)}" for i, (_, user) in enumerate(codes)]
 
 
 def data_query() -> str:
