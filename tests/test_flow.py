@@ -1,5 +1,7 @@
 """The flow module on its own: codes, life cycle, one-time delivery, rotation, versions."""
 
+from urllib.parse import parse_qs, urlsplit
+
 import pytest
 from helpers import at_once
 
@@ -143,8 +145,9 @@ def test_the_confirmation_page_reads_the_store_once(flow, monkeypatch):
         monkeypatch.setattr(flow.store, name, lambda *args, _m=method, _n=name: reads.append(_n) or _m(*args))
     pending = flow.verification.find_pending(start["user_code"], "192.0.2.1")
     assert reads == ["get_many"]
-    assert (pending.client_id, pending.scope, pending.application) == ("test-client", "consumption", "DomoticzLinky")
+    assert (pending.client_id, pending.application) == ("test-client", "DomoticzLinky")
     assert pending.device_key == digest(start["device_code"])
+    assert parse_qs(urlsplit(flow.consent.consent_url(pending, "browser")).query)["scope"] == ["consumption"]
 
 
 @pytest.mark.parametrize("outcome", ["approved", "denied"])
@@ -163,11 +166,8 @@ def test_a_user_code_recorded_by_the_previous_version_still_finds_its_pending_fl
     code = start["user_code"].replace("-", "")
     flow.store.put("user", code, {"device": digest(start["device_code"])}, 300)
     pending = flow.verification.find_pending(start["user_code"], "192.0.2.1")
-    assert (pending.client_id, pending.scope, pending.device_key) == (
-        "test-client",
-        "consumption",
-        digest(start["device_code"]),
-    )
+    assert (pending.client_id, pending.device_key) == ("test-client", digest(start["device_code"]))
+    assert parse_qs(urlsplit(flow.consent.consent_url(pending, "browser")).query)["scope"] == ["consumption"]
     flow.store.put("user", code, {"device": digest(start["device_code"])}, 300)
     approve(flow, start["device_code"])
     flow.store.put("user", code, {"device": digest(start["device_code"])}, 300)  # a deletion lost in a crash

@@ -129,8 +129,8 @@ class Consent:
         flow = self.store.get(FLOW, pending.device_key)
         if flow is None or flow["status"] != PENDING or flow["code_expires"] <= self.clock():
             raise PageError("unknown_code")
-        if pending.scope:
-            params["scope"] = pending.scope
+        if flow.get("scope"):
+            params["scope"] = flow["scope"]
         record: StateRecord = {
             "device": pending.device_key,
             "browser": digest(browser_id),

@@ -98,7 +98,6 @@ class DeviceAuthorization:
         link: UserCodeRecord = {
             "device": device_key,
             "client_id": client_id,
-            "scope": record["scope"],
             "application": record["application"],
         }
         also: list[Record] = []

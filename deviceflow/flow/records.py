@@ -64,7 +64,6 @@ class UserCodeRecord(TypedDict, total=False):
 
     device: str  # the flow's key
     client_id: str
-    scope: str
     application: str
 
 

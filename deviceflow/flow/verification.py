@@ -65,7 +65,6 @@ class PendingFlow:
     client_id: str
     application: str
     device_key: str
-    scope: str = ""
 
 
 class Verification:
@@ -142,14 +141,12 @@ class Verification:
     def _pending_flow(self, code: str, link: UserCodeRecord) -> PendingFlow | None:
         # A user code's record lives while its flow is pending (settling the flow deletes it).
         if "client_id" in link:
-            return PendingFlow(code, link["client_id"], link.get("application", ""), link["device"], link["scope"])
+            return PendingFlow(code, link["client_id"], link["application"], link["device"])
         # A record written by a version whose user codes named only their flow: the flow tells.
         record = self.store.get(FLOW, link["device"])
         if record is None or record["status"] != PENDING or record["code_expires"] <= self.clock():
             return None
-        return PendingFlow(
-            code, record["client_id"], record.get("application", ""), link["device"], record.get("scope", "")
-        )
+        return PendingFlow(code, record["client_id"], record.get("application", ""), link["device"])
 
     def csrf_token(self, browser_id: str, user_code: str) -> str:
         return hmac.new(self._server_key(), f"{browser_id}|{user_code}".encode(), hashlib.sha256).hexdigest()
