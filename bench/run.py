@@ -201,7 +201,7 @@ def seed(env: dict, count: int) -> list[tuple[str, str]]:
     store = SQLiteStore(env["SQLITE_PATH"])
     flow = DeviceFlow(configuration.load(environ=env, dotenv_path=None), store)
     codes = []
-    with store.batch():  # one transaction: 100 000 commits would take minutes
+    with store.batch():  # one transaction: a commit per flow takes three times as long (8 s for 100,000)
         for _ in range(count):
             started = flow.authorization.issue_codes(CLIENT_ID, user_agent="Bench/1.0.0")
             codes.append((started["device_code"], started["user_code"]))
